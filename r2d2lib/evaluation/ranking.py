@@ -1,0 +1,150 @@
+"""Retrieval ranking: chunked top-k, re-ranking and recall hit counts.
+
+Pure tensor functions, shared by the retrieval loops and metric. Memory stays
+at O(chunk x gallery + queries x k): no dense queries x gallery matrix is ever
+kept, only the top-k of each query.
+"""
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+PairScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+DIRECTIONS = ('i2t', 't2i')
+
+
+def chunked_topk(query_embeds: Tensor,
+                 gallery_embeds: Tensor,
+                 k: int,
+                 chunk_size: int = 1024) -> Tuple[Tensor, Tensor]:
+    """Return the top-k gallery items of every query by dot-product similarity.
+
+    Embeddings are expected L2-normalised, so the score is the cosine
+    similarity. Similarities are computed ``chunk_size`` queries at a time in
+    float32 on the device of the inputs.
+
+    Args:
+        query_embeds (Tensor): ``[Q, D]`` query embeddings.
+        gallery_embeds (Tensor): ``[G, D]`` gallery embeddings.
+        k (int): Number of candidates per query, clipped to ``G``.
+        chunk_size (int): Queries per similarity chunk.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``scores [Q, k]`` (descending) and
+        ``indices [Q, k]`` (int64 gallery positions).
+    """
+    if chunk_size < 1:
+        raise ValueError(f'chunk_size must be positive, got {chunk_size}')
+    num_queries, num_gallery = query_embeds.shape[0], gallery_embeds.shape[0]
+    k = max(0, min(int(k), num_gallery))
+    device = query_embeds.device
+    if num_queries == 0 or k == 0:
+        return (torch.empty(num_queries, k, device=device),
+                torch.empty(num_queries, k, dtype=torch.long, device=device))
+    gallery_t = gallery_embeds.float().t()
+    scores, indices = [], []
+    for start in range(0, num_queries, chunk_size):
+        sims = query_embeds[start:start + chunk_size].float() @ gallery_t
+        chunk_scores, chunk_indices = sims.topk(k, dim=1)
+        scores.append(chunk_scores)
+        indices.append(chunk_indices)
+    return torch.cat(scores), torch.cat(indices)
+
+
+def rerank_topk(topk_indices: Tensor,
+                topk_sims: Tensor,
+                pair_score_fn: PairScoreFn,
+                batch_size: int,
+                query_indices: Optional[Tensor] = None,
+                progress: bool = True,
+                desc: str = 'rerank') -> Tuple[Tensor, Tensor]:
+    """Re-rank each query's candidates by matching probability + similarity.
+
+    All ``Q * k`` (query, candidate) pairs are flattened and scored in batches
+    of at most ``batch_size`` pairs by ``pair_score_fn``; the final score of a
+    pair is its matching probability plus its similarity, and each query's
+    candidates are sorted by it (descending, stable).
+
+    Args:
+        topk_indices (Tensor): ``[Q, k]`` candidate gallery positions.
+        topk_sims (Tensor): ``[Q, k]`` their similarities.
+        pair_score_fn (callable): ``(query_idx [P], cand_idx [P]) -> [P]``
+            matching probabilities, both index tensors int64 on CPU.
+        batch_size (int): Maximum pairs per ``pair_score_fn`` call.
+        query_indices (Tensor, optional): ``[Q]`` id passed to
+            ``pair_score_fn`` for each row (e.g. the global query index of a
+            shard's rows). Defaults to ``arange(Q)``.
+        progress (bool): Show a tqdm progress bar over pairs.
+        desc (str): Progress bar label.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``final_scores [Q, k]`` (descending) and the
+        re-ordered ``indices [Q, k]``, on CPU.
+    """
+    if batch_size < 1:
+        raise ValueError(f'batch_size must be positive, got {batch_size}')
+    topk_indices = topk_indices.cpu().long()
+    topk_sims = topk_sims.cpu().float()
+    num_queries, k = topk_indices.shape
+    if query_indices is None:
+        query_indices = torch.arange(num_queries)
+    query_indices = query_indices.cpu().long()
+    if query_indices.shape != (num_queries, ):
+        raise ValueError('query_indices must have shape [Q], got '
+                         f'{tuple(query_indices.shape)} for Q={num_queries}')
+    flat_queries = query_indices.repeat_interleave(k)
+    flat_cands = topk_indices.reshape(-1)
+    num_pairs = flat_cands.numel()
+    probs = torch.empty(num_pairs)
+    with tqdm(total=num_pairs, desc=desc, unit='pair',
+              disable=not progress or num_pairs == 0) as bar:
+        for start in range(0, num_pairs, batch_size):
+            stop = min(start + batch_size, num_pairs)
+            batch_probs = pair_score_fn(flat_queries[start:stop],
+                                        flat_cands[start:stop])
+            probs[start:stop] = batch_probs.detach().float().reshape(-1).cpu()
+            bar.update(stop - start)
+    final = probs.view(num_queries, k) + topk_sims
+    final, order = final.sort(dim=1, descending=True, stable=True)
+    return final, topk_indices.gather(1, order)
+
+
+def hit_matrix(topk_indices: Tensor, query_indices: Tensor, txt2img: Tensor,
+               direction: str) -> Tensor:
+    """Return ``[Q, K]`` booleans: whether each retrieved item is correct.
+
+    Args:
+        topk_indices (Tensor): ``[Q, K]`` ranked gallery positions; texts for
+            ``'i2t'``, images for ``'t2i'``.
+        query_indices (Tensor): ``[Q]`` query positions; images for ``'i2t'``,
+            texts for ``'t2i'``.
+        txt2img (Tensor): ``[Nt]`` image position of every text.
+        direction (str): ``'i2t'`` or ``'t2i'``.
+    """
+    topk_indices = topk_indices.long()
+    query_indices = query_indices.long().to(topk_indices.device)
+    txt2img = txt2img.long().to(topk_indices.device)
+    if direction == 'i2t':
+        return txt2img[topk_indices] == query_indices[:, None]
+    if direction == 't2i':
+        return topk_indices == txt2img[query_indices][:, None]
+    raise ValueError(f"direction must be 'i2t' or 't2i', got {direction!r}")
+
+
+def recall_at_k(topk_indices: Tensor,
+                query_indices: Tensor,
+                txt2img: Tensor,
+                direction: str,
+                ks: Sequence[int] = (1, 5, 10)) -> Dict[int, int]:
+    """Count the queries with a correct item in their first k results.
+
+    Counts (not ratios) are returned so that shards can be summed; a list
+    shorter than k counts all of its entries.
+
+    Returns:
+        dict[int, int]: hit count for every k in ``ks``.
+    """
+    hits = hit_matrix(topk_indices, query_indices, txt2img, direction)
+    return {int(k): int(hits[:, :k].any(dim=1).sum()) for k in ks}

@@ -1,0 +1,2 @@
+"""Models: encoders, fusion, heads, losses and the assembled vision-language models."""
+from . import data_preprocessors, encoders, fusion, heads, losses, vlp  # noqa: F401

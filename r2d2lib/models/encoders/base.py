@@ -1,0 +1,176 @@
+"""Shared base of the encoders: freezing, lazy pretrained loading and strict key checks.
+
+Every encoder builds its architecture from a config alone (no file, no network) and
+loads pretrained weights only in :meth:`BaseEncoder.init_weights`, which mmengine's
+Runner calls at the start of training. Loading is strict: a missing, unexpected or
+wrong-shaped key raises :class:`PretrainedLoadError` naming it and the source, except
+keys deliberately dropped by name (modules the encoder removed because it never uses
+them).
+"""
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch import nn
+
+_MAX_LISTED = 30  # keys listed per category in an error message
+
+
+class PretrainedLoadError(RuntimeError):
+    """Raised when a checkpoint does not match an encoder key for key and shape for shape."""
+
+
+def _listing(kind: str, keys: Sequence[str]) -> str:
+    """One line of an error message: the category, its count and (the first) keys."""
+    shown = ', '.join(keys[:_MAX_LISTED])
+    more = f', ... and {len(keys) - _MAX_LISTED} more' if len(keys) > _MAX_LISTED else ''
+    return f'  {kind} ({len(keys)}): {shown}{more}'
+
+
+def check_state_dict_keys(missing: Iterable[str], unexpected: Iterable[str], source: str,
+                          ignore_prefixes: Sequence[str] = (),
+                          mismatched: Iterable[Any] = ()) -> list[str]:
+    """Fail loudly unless a checkpoint matched exactly, up to keys dropped by name.
+
+    Args:
+        missing: keys the model has but the checkpoint lacks.
+        unexpected: keys the checkpoint has but the model lacks.
+        source: where the weights come from (path or hub id), quoted in the error.
+        ignore_prefixes: keys starting with one of these (``'post_layernorm.'``,
+            ``'logit_scale'``) are dropped deliberately, missing or unexpected.
+        mismatched: wrong-shaped keys, as names or ``(name, ckpt_shape, model_shape)``.
+
+    Returns:
+        The sorted dropped (ignored) keys.
+
+    Raises:
+        PretrainedLoadError: listing every offending key and the source.
+    """
+    prefixes = tuple(ignore_prefixes)
+    missing, unexpected = sorted(set(missing)), sorted(set(unexpected))
+    dropped = sorted(k for k in set(missing) | set(unexpected) if k.startswith(prefixes))
+    missing = [k for k in missing if not k.startswith(prefixes)]
+    unexpected = [k for k in unexpected if not k.startswith(prefixes)]
+    wrong = sorted(m if isinstance(m, str) else
+                   f'{m[0]} (checkpoint {tuple(m[1])} vs model {tuple(m[2])})'
+                   for m in mismatched)
+    if missing or unexpected or wrong:
+        lines = [f'Strict loading of pretrained weights from {source!r} failed:']
+        for kind, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                           ('shape mismatches', wrong)):
+            if keys:
+                lines.append(_listing(kind, keys))
+        raise PretrainedLoadError('\n'.join(lines))
+    return dropped
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                           source: str, ignore_prefixes: Sequence[str] = ()) -> list[str]:
+    """Copy ``state_dict`` into ``module`` after :func:`check_state_dict_keys` passed.
+
+    Shapes are checked before copying, so a mismatch is reported with the other
+    problems instead of by ``load_state_dict``'s first error. Returns the dropped keys.
+    """
+    prefixes = tuple(ignore_prefixes)
+    own = module.state_dict()
+    kept = {k: v for k, v in state_dict.items() if not k.startswith(prefixes)}
+    mismatched = [(k, v.shape, own[k].shape) for k, v in kept.items()
+                  if k in own and v.shape != own[k].shape]
+    check_state_dict_keys(own.keys() - kept.keys(), kept.keys() - own.keys(), source,
+                          mismatched=mismatched)
+    module.load_state_dict(kept, strict=True)
+    return sorted(state_dict.keys() - kept.keys())
+
+
+class BaseEncoder(BaseModule):
+    """Base of image and text encoders: the ``frozen`` switch and the pretrained hook.
+
+    ``frozen=True`` (the R2D2 paper freezes its ViT) makes every parameter
+    ``requires_grad=False``, keeps the encoder in eval mode whatever ``train()`` a
+    parent calls, and subclasses run ``forward`` under :meth:`grad_context`, i.e.
+    ``torch.no_grad()`` (not inference mode: the output must feed trainable layers).
+
+    Subclasses build their module, call :meth:`_apply_frozen` at the end of
+    ``__init__`` and implement :meth:`load_pretrained`, which :meth:`init_weights`
+    calls (never the constructor: building must not read files or the network).
+
+    Args:
+        frozen: freeze the encoder.
+        init_cfg: mmengine initialisation config.
+    """
+
+    def __init__(self, frozen: bool = False, init_cfg: dict | list[dict] | None = None):
+        super().__init__(init_cfg=init_cfg)
+        self.frozen = frozen
+
+    def _apply_frozen(self) -> None:
+        """Disable gradients and switch to eval mode if the encoder is frozen."""
+        if self.frozen:
+            for param in self.parameters():
+                param.requires_grad_(False)
+            nn.Module.train(self, False)
+
+    def train(self, mode: bool = True) -> 'BaseEncoder':
+        """Set training mode; a frozen encoder stays in eval mode."""
+        return super().train(mode and not getattr(self, 'frozen', False))
+
+    def grad_context(self) -> contextlib.AbstractContextManager:
+        """``torch.no_grad()`` if frozen, else a no-op context."""
+        return torch.no_grad() if self.frozen else contextlib.nullcontext()
+
+    def load_pretrained(self) -> None:
+        """Load the pretrained weights, if any, strictly (overridden by subclasses)."""
+
+    def init_weights(self) -> None:
+        """mmengine init (``init_cfg``, wrapped modules), then pretrained weights, then freeze."""
+        super().init_weights()
+        self.load_pretrained()
+        self._apply_frozen()
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' loading report and progress bars; we report ourselves."""
+    from transformers.utils import logging as hf_logging
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def load_hf_pretrained(target: nn.Module, model_cls: type, source: str,
+                       ignore_prefixes: Sequence[str] = (),
+                       same_config: Sequence[str] = (), **kwargs: Any) -> None:
+    """Strictly load a transformers checkpoint (local dir or hub id) into ``target``.
+
+    ``model_cls.from_pretrained`` resolves the files (honouring ``HF_HUB_OFFLINE``
+    and the cache) and converts legacy key names; its loading info and then the
+    copy into ``target`` are checked key by key, dropping ``ignore_prefixes``.
+    Config fields named in ``same_config`` (those shapes cannot reveal, like the
+    activation) must agree between the checkpoint and ``target.config``.
+    """
+    dtype = next(target.parameters()).dtype
+    with quiet_transformers():
+        loaded, info = model_cls.from_pretrained(
+            source, output_loading_info=True, ignore_mismatched_sizes=True, dtype=dtype,
+            **kwargs)
+    dropped = set(check_state_dict_keys(info['missing_keys'], info['unexpected_keys'], source,
+                                        ignore_prefixes, mismatched=info['mismatched_keys']))
+    differ = [f'{name}: checkpoint {getattr(loaded.config, name, None)!r} vs model '
+              f'{getattr(target.config, name, None)!r}' for name in same_config
+              if getattr(loaded.config, name, None) != getattr(target.config, name, None)]
+    if differ:
+        raise PretrainedLoadError(f'Config of {source!r} does not match the encoder: '
+                                  + '; '.join(differ))
+    dropped.update(load_state_dict_strict(target, loaded.state_dict(), source, ignore_prefixes))
+    print_log(f'Loaded {type(target).__name__} weights from {source!r}; dropped '
+              f'{len(dropped)} unused keys by name ({", ".join(ignore_prefixes)}).',
+              logger='current')

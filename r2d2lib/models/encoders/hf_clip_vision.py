@@ -1,0 +1,79 @@
+"""CLIP ViT image encoder (transformers ``CLIPVisionModel``): R2D2's image tower."""
+from torch import Tensor, nn
+from transformers import CLIPVisionConfig, CLIPVisionModel
+
+from r2d2lib.registry import ENCODERS
+
+from .base import BaseEncoder, load_hf_pretrained
+
+# openai/clip-vit-base-patch16's vision tower (the ViT-B/16 that R2D2 uses).
+CLIP_VIT_B16_CONFIG: dict = dict(
+    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+    num_channels=3, image_size=224, patch_size=16, hidden_act='quick_gelu',
+    layer_norm_eps=1e-5, attention_dropout=0.0, projection_dim=512)
+
+# Checkpoint keys dropped by name: the unused post_layernorm (both the transformers
+# 5.x flat layout and the 4.x ``vision_model.`` one) and, for a full CLIPModel
+# checkpoint, the text tower, the projections and the logit scale.
+DROPPED_PREFIXES: tuple[str, ...] = (
+    'post_layernorm.', 'vision_model.post_layernorm.', 'text_model.', 'text_projection.',
+    'visual_projection.', 'logit_scale')
+
+# Config fields that shapes cannot check; a pretrained checkpoint must agree on them.
+SAME_CONFIG: tuple[str, ...] = ('hidden_act', 'layer_norm_eps', 'num_attention_heads')
+
+
+@ENCODERS.register_module()
+class HFCLIPVisionEncoder(BaseEncoder):
+    """CLIP ViT image encoder returning every token before ``post_layernorm``.
+
+    Wraps ``transformers.CLIPVisionModel`` as ``self.model``. The output is
+    ``last_hidden_state``: embeddings -> ``pre_layrnorm`` -> transformer layers; in
+    transformers 5.x ``post_layernorm`` only normalises the pooled CLS state, which
+    R2D2 (like the official code) does not use, so it is replaced by ``nn.Identity``
+    (an unused parameter would break DDP without ``find_unused_parameters``).
+
+    Args:
+        config: ``CLIPVisionConfig`` fields, merged over the ViT-B/16 values of
+            ``openai/clip-vit-base-patch16`` (``None``: exactly those).
+        pretrained: local directory or hub id of a ``CLIPVisionModel`` or a full
+            ``CLIPModel`` checkpoint, loaded strictly by :meth:`init_weights` (never
+            at build). The text tower, projections and ``post_layernorm`` are dropped
+            by name; any other missing, unexpected or wrong-shaped key raises.
+        frozen: freeze the encoder (see :class:`BaseEncoder`).
+        attn_implementation: ``'sdpa'`` (default) or ``'eager'`` (or any other
+            transformers attention backend); overrides one given in ``config``.
+        init_cfg: mmengine initialisation config.
+
+    Attributes:
+        width: token width C. image_size, patch_size: input and patch side.
+        num_prefix_tokens: 1 (the CLS token precedes the N patch tokens).
+    """
+
+    def __init__(self, config: dict | None = None, pretrained: str | None = None,
+                 frozen: bool = False, attn_implementation: str = 'sdpa',
+                 init_cfg: dict | list[dict] | None = None):
+        super().__init__(frozen=frozen, init_cfg=init_cfg)
+        cfg = {**CLIP_VIT_B16_CONFIG, **(config or {}),
+               'attn_implementation': attn_implementation}
+        self.model = CLIPVisionModel(CLIPVisionConfig(**cfg))
+        # transformers 4.x nests the tower as ``vision_model``; 5.x is flat.
+        tower = getattr(self.model, 'vision_model', self.model)
+        tower.post_layernorm = nn.Identity()
+        self.pretrained = pretrained
+        self.width: int = self.model.config.hidden_size
+        self.image_size: int = self.model.config.image_size
+        self.patch_size: int = self.model.config.patch_size
+        self.num_prefix_tokens: int = 1
+        self._apply_frozen()
+
+    def load_pretrained(self) -> None:
+        """Strictly load ``pretrained`` (CLIPVisionModel or CLIPModel checkpoint)."""
+        if self.pretrained:
+            load_hf_pretrained(self.model, CLIPVisionModel, self.pretrained,
+                               ignore_prefixes=DROPPED_PREFIXES, same_config=SAME_CONFIG)
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        """Image tokens ``[B, 1+N, C]`` (CLS first) of images ``[B, 3, H, W]``."""
+        with self.grad_context():
+            return self.model(pixel_values=pixel_values).last_hidden_state

@@ -1,0 +1,61 @@
+"""Every registry of r2d2lib.
+
+The kinds mmengine knows (models, datasets, transforms, metrics, hooks, loops,
+samplers) are children of mmengine's roots, so the Runner finds them. The
+component families that only r2d2lib composes (encoders, fusions, heads, losses,
+queues, distillers) are roots of their own: mmengine allows one child per scope
+under a parent, and these are built by the models, never by the Runner.
+
+Components register under their class name; configs refer to them with
+``type='ClassName'`` and ``default_scope = 'r2d2lib'``. ``locations`` lists the
+modules that register into each registry, so building from a config imports
+what it needs without the caller importing anything.
+"""
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import Registry
+
+# Assembled vision-language models (R2D2Model, ...) and data preprocessors.
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='r2d2lib',
+                  locations=['r2d2lib.models'])
+# Image and text encoders: tokens in, token sequences out.
+ENCODERS = Registry('encoder', scope='r2d2lib',
+                    locations=['r2d2lib.models.encoders'])
+# Cross-modal fusion modules (the cross encoders).
+FUSIONS = Registry('fusion', scope='r2d2lib',
+                   locations=['r2d2lib.models.fusion'])
+# Parameter-only heads: projections, matching (ITM) heads.
+HEADS = Registry('head', scope='r2d2lib',
+                 locations=['r2d2lib.models.heads'])
+# Losses: features in, named losses out.
+LOSSES = Registry('loss', scope='r2d2lib',
+                  locations=['r2d2lib.models.losses'])
+# Feature queues (weighted ring buffers).
+QUEUES = Registry('queue', scope='r2d2lib',
+                  locations=['r2d2lib.models.queues'])
+# Momentum teachers and distillation state.
+DISTILLERS = Registry('distiller', scope='r2d2lib',
+                      locations=['r2d2lib.models.distillers'])
+# Datasets (retrieval annotations, the toy shapes corpus, ...).
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='r2d2lib',
+                    locations=['r2d2lib.datasets'])
+# Data pipeline transforms.
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='r2d2lib',
+                      locations=['r2d2lib.datasets.transforms'])
+# Samplers of datasets.
+DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS,
+                         scope='r2d2lib', locations=['r2d2lib.datasets'])
+# Evaluation metrics.
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='r2d2lib',
+                   locations=['r2d2lib.evaluation'])
+# Training and evaluation hooks.
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='r2d2lib',
+                 locations=['r2d2lib.engine'])
+# Training, validation and test loops.
+LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='r2d2lib',
+                 locations=['r2d2lib.engine'])

@@ -1,0 +1,37 @@
+"""Packaging of r2d2lib."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r"__version__ = '([^']+)'",
+                    (HERE / 'r2d2lib' / 'version.py').read_text()).group(1)
+
+setup(
+    name='r2d2lib',
+    version=VERSION,
+    description='R2D2 and friends: Chinese vision-language pre-training in the OpenMMLab style',
+    long_description=(HERE / 'README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=find_packages(include=['r2d2lib', 'r2d2lib.*']),
+    install_requires=[
+        'torch>=2.2',
+        'torchvision',
+        'transformers>=4.40',
+        'timm>=0.9',
+        'mmengine>=0.10,<0.11',
+        'mmcv-lite>=2.0',
+        'mmpretrain>=1.2',
+        'safetensors',
+        'huggingface_hub',
+        'pillow',
+        'tqdm',
+        'rich',
+    ],
+    extras_require={
+        'dev': ['pytest', 'pytest-timeout'],
+    },
+)

@@ -1,0 +1,95 @@
+"""Tests of RetrievalMetric on hand-built rankings (4 images, 8 texts)."""
+import pytest
+import torch
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import DefaultScope
+
+from r2d2lib.evaluation import RetrievalMetric
+
+TXT2IMG = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+# i2t: image 0 -> own text at rank 2, image 1 -> rank 1,
+#      image 2 -> rank 7, image 3 -> rank 1
+I2T = torch.tensor([[2, 0, 3, 4, 5, 6, 7, 1],
+                    [2, 0, 1, 3, 4, 5, 6, 7],
+                    [0, 1, 2, 3, 6, 7, 4, 5],
+                    [6, 7, 0, 1, 2, 3, 4, 5]])
+# t2i: ranks of the correct image 1, 2, 1, 4, 1, 2, 1, 4
+T2I = torch.tensor([[0, 1, 2, 3], [1, 0, 2, 3], [1, 0, 2, 3], [0, 2, 3, 1],
+                    [2, 0, 1, 3], [3, 2, 0, 1], [3, 0, 1, 2], [0, 1, 2, 3]])
+EXPECTED = {'i2t_R@1': 50.0, 'i2t_R@5': 75.0, 'i2t_R@10': 100.0,
+            't2i_R@1': 50.0, 't2i_R@5': 100.0, 't2i_R@10': 100.0,
+            'R@M': 475.0 / 6}
+
+
+def _shards(ranking, direction, topk, parts):
+    return [dict(ranking=ranking, direction=direction,
+                 topk_indices=topk[rows], query_indices=rows,
+                 txt2img=TXT2IMG) for rows in parts]
+
+
+def _perfect_records():
+    i2t = torch.stack([torch.cat([torch.tensor([2 * i, 2 * i + 1]),
+                                  torch.tensor([t for t in range(8)
+                                                if t // 2 != i])])
+                       for i in range(4)])
+    t2i = torch.stack([torch.tensor([i] + [j for j in range(4) if j != i])
+                       for i in TXT2IMG.tolist()])
+    rows = [torch.arange(4)]
+    return (_shards('rerank', 'i2t', i2t, rows) +
+            _shards('rerank', 't2i', t2i, [torch.arange(8)]))
+
+
+def test_hand_computed_recalls_from_shards():
+    metric = RetrievalMetric()
+    records = (
+        _shards('embedding', 'i2t', I2T, [torch.tensor([0, 2]),
+                                          torch.tensor([1, 3])]) +
+        _shards('embedding', 't2i', T2I, [torch.arange(0, 8, 2),
+                                          torch.arange(1, 8, 2)]) +
+        _perfect_records())
+    metric.process(None, records[:3])
+    metric.process(None, records[3:])
+    assert len(metric.results) == len(records)
+    assert all('topk_indices' not in r for r in metric.results)
+    metrics = metric.evaluate(len(records))
+    expected = {f'retrieval/{k}': v for k, v in EXPECTED.items()}
+    expected.update({f'retrieval/rerank_{k}': 100.0 for k in EXPECTED})
+    assert metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value), key
+    assert metric.results == []
+
+
+def test_only_present_rankings_and_custom_ks():
+    metric = RetrievalMetric(ks=(1, 2), prefix='val')
+    metric.process(None, _shards('embedding', 'i2t', I2T,
+                                 [torch.arange(4)]))
+    metric.process(None, _shards('embedding', 't2i', T2I,
+                                 [torch.arange(8)]))
+    metrics = metric.evaluate(2)
+    assert metrics == pytest.approx({
+        'val/i2t_R@1': 50.0, 'val/i2t_R@2': 75.0, 'val/t2i_R@1': 50.0,
+        'val/t2i_R@2': 75.0, 'val/R@M': 62.5})
+
+
+def test_empty_shard_counts_nothing():
+    metric = RetrievalMetric()
+    empty = dict(ranking='embedding', direction='t2i',
+                 topk_indices=torch.zeros(0, 4, dtype=torch.long),
+                 query_indices=torch.zeros(0, dtype=torch.long),
+                 txt2img=TXT2IMG)
+    metric.process(None, [empty] + _shards('embedding', 't2i', T2I,
+                                           [torch.arange(8)]))
+    metrics = metric.compute_metrics(metric.results)
+    assert metrics['t2i_R@1'] == pytest.approx(50.0)
+
+
+def test_built_from_registry_with_default_scope():
+    with DefaultScope.overwrite_default_scope('r2d2lib'):
+        metric = MMENGINE_METRICS.build(dict(type='RetrievalMetric'))
+    assert isinstance(metric, RetrievalMetric)
+    assert metric.prefix == 'retrieval'
+    with pytest.raises(ValueError):
+        metric.process(None, [dict(ranking='embedding', direction='x',
+                                   topk_indices=T2I, txt2img=TXT2IMG,
+                                   query_indices=torch.arange(8))])

@@ -1,0 +1,80 @@
+"""CrossEncoder equals a plain eager implementation of the same BERT cross-attention layer."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from r2d2lib.models.fusion import CrossEncoder
+
+
+def eager_attention(attn, x, context, keep_mask):
+    """softmax(QK^T / sqrt(d) + additive mask) V with the module's weights, written out by hand."""
+    p = attn.self
+    b, n, c = x.shape
+    h = p.num_heads
+    d = c // h
+    q = p.query(x).view(b, n, h, d).transpose(1, 2)
+    k = p.key(context).view(b, -1, h, d).transpose(1, 2)
+    v = p.value(context).view(b, -1, h, d).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d)
+    if keep_mask is not None:  # the official additive mask: 0 keep, -10000 drop
+        scores = scores + (1.0 - keep_mask[:, None, None, :].float()) * -10000.0
+    out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c)
+    o = attn.output
+    return o.LayerNorm(x + o.dense(out))
+
+
+def eager_cross_encoder(enc, x, context, x_mask, context_mask):
+    for layer in enc.layer:
+        x = eager_attention(layer.attention, x, x, x_mask)
+        x = eager_attention(layer.crossattention, x, context, context_mask)
+        ffn = F.gelu(layer.intermediate.dense(x))
+        x = layer.output.LayerNorm(x + layer.output.dense(ffn))
+    return x
+
+
+@pytest.mark.parametrize('kv_width', [48, 32])
+def test_cross_encoder_matches_eager_reference(kv_width):
+    torch.manual_seed(0)
+    enc = CrossEncoder(width=32, kv_width=kv_width, num_layers=2, num_heads=4).eval()
+    x = torch.randn(3, 7, 32)
+    context = torch.randn(3, 5, kv_width)
+    x_mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5])
+    context_mask = torch.tensor([[1] * 5, [1] * 3 + [0] * 2, [1] + [0] * 4])
+    with torch.no_grad():
+        ours = enc(x, context, x_mask, context_mask)
+        ref = eager_cross_encoder(enc, x, context, x_mask, context_mask)
+    assert ours.shape == (3, 7, 32)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_keys_do_not_influence_output():
+    torch.manual_seed(0)
+    enc = CrossEncoder(width=32, kv_width=32, num_layers=1, num_heads=2).eval()
+    x, context = torch.randn(1, 4, 32), torch.randn(1, 6, 32)
+    context_mask = torch.tensor([[1, 1, 1, 0, 0, 0]])
+    changed = context.clone()
+    changed[:, 3:] = 100.0
+    with torch.no_grad():
+        a = enc(x, context, context_mask=context_mask)
+        b = enc(x, changed, context_mask=context_mask)
+        c = enc(x, changed)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_parameter_names_follow_the_official_layout():
+    enc = CrossEncoder(width=32, kv_width=48, num_layers=1, num_heads=2)
+    names = {k: tuple(v.shape) for k, v in enc.state_dict().items()}
+    assert names['layer.0.attention.self.query.weight'] == (32, 32)
+    assert names['layer.0.crossattention.self.key.weight'] == (32, 48)
+    assert names['layer.0.crossattention.output.LayerNorm.weight'] == (32,)
+    assert names['layer.0.intermediate.dense.weight'] == (128, 32)
+    assert names['layer.0.output.dense.weight'] == (32, 128)
+    assert len(names) == 26
+
+
+def test_width_not_divisible_by_heads_is_a_clear_error():
+    with pytest.raises(ValueError, match='divisible'):
+        CrossEncoder(width=30, num_heads=4)
