@@ -32,6 +32,6 @@ setup(
         'rich',
     ],
     extras_require={
-        'dev': ['pytest', 'pytest-timeout'],
+        'dev': ['pytest', 'ruff'],
     },
 )

@@ -1,8 +1,7 @@
 """Every registry of r2d2lib.
 
-The kinds mmengine knows (models, datasets, transforms, metrics, hooks, loops,
-samplers) are children of mmengine's roots, so the Runner finds them. The
-component families that only r2d2lib composes (encoders, fusions, heads, losses,
+The kinds mmengine knows (models, datasets, transforms, metrics, hooks, loops)
+are children of mmengine's roots, so the Runner finds them. The component families that only r2d2lib composes (encoders, fusions, heads, losses,
 queues, distillers) are roots of their own: mmengine allows one child per scope
 under a parent, and these are built by the models, never by the Runner.
 
@@ -11,7 +10,6 @@ Components register under their class name; configs refer to them with
 modules that register into each registry, so building from a config imports
 what it needs without the caller importing anything.
 """
-from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
@@ -35,21 +33,16 @@ HEADS = Registry('head', scope='r2d2lib',
 # Losses: features in, named losses out.
 LOSSES = Registry('loss', scope='r2d2lib',
                   locations=['r2d2lib.models.losses'])
-# Feature queues (weighted ring buffers).
-QUEUES = Registry('queue', scope='r2d2lib',
-                  locations=['r2d2lib.models.queues'])
-# Momentum teachers and distillation state.
-DISTILLERS = Registry('distiller', scope='r2d2lib',
-                      locations=['r2d2lib.models.distillers'])
+# Feature queues (weighted ring buffers); none registered yet.
+QUEUES = Registry('queue', scope='r2d2lib', locations=[])
+# Momentum teachers and distillation state; none registered yet.
+DISTILLERS = Registry('distiller', scope='r2d2lib', locations=[])
 # Datasets (retrieval annotations, the toy shapes corpus, ...).
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='r2d2lib',
                     locations=['r2d2lib.datasets'])
 # Data pipeline transforms.
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='r2d2lib',
                       locations=['r2d2lib.datasets.transforms'])
-# Samplers of datasets.
-DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS,
-                         scope='r2d2lib', locations=['r2d2lib.datasets'])
 # Evaluation metrics.
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='r2d2lib',
                    locations=['r2d2lib.evaluation'])

@@ -9,6 +9,9 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 
+# RandomStateHook saves the RNG states in checkpoints so that a resumed run continues exactly.
+custom_hooks = [dict(type='RandomStateHook')]
+
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

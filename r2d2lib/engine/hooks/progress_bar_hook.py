@@ -1,0 +1,38 @@
+"""A progress bar over training iterations, with the current losses."""
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from tqdm import tqdm
+
+from r2d2lib.registry import HOOKS
+
+
+@HOOKS.register_module()
+class ProgressBarHook(Hook):
+    """Show a tqdm bar over all training iterations (main process only) with the losses.
+
+    Args:
+        interval: refresh the losses shown every this many iterations.
+    """
+
+    priority = 'BELOW_NORMAL'
+
+    def __init__(self, interval: int = 10):
+        self.interval = interval
+        self.bar = None
+
+    def before_train(self, runner) -> None:
+        if is_main_process():
+            self.bar = tqdm(total=runner.max_iters, initial=runner.iter, desc='train',
+                            unit='it', dynamic_ncols=True)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if outputs and self.every_n_train_iters(runner, self.interval):
+            self.bar.set_postfix({k: f'{float(v):.3f}' for k, v in outputs.items()}, refresh=False)
+
+    def after_train(self, runner) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

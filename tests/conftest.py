@@ -1,0 +1,41 @@
+"""Shared fixtures: a miniature toy-shapes corpus and a tiny R2D2 config (width 32, 32 px)."""
+import copy
+import os
+
+import pytest
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')  # nothing in the suite may reach the network
+
+
+@pytest.fixture(scope='session')
+def toy_data(tmp_path_factory):
+    """A toy-shapes corpus of 32 train and 8 test images (2 captions each), 32 px."""
+    from r2d2lib.datasets.toy_shapes import generate_toy_shapes
+    out = tmp_path_factory.mktemp('toy_shapes')
+    generate_toy_shapes(str(out), num_train=32, num_test=8, image_size=32, seed=0)
+    return out
+
+
+TINY_MODEL = dict(
+    type='R2D2Model',
+    data_preprocessor=dict(type='ImageTextDataPreprocessor', image_size=32,
+                           tokenizer=dict(vocab_file=None), max_length=40),
+    image_encoder=dict(type='HFCLIPVisionEncoder',
+                       config=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=1,
+                                   num_attention_heads=2, image_size=32, patch_size=8)),
+    text_encoder=dict(type='HFBertEncoder',
+                      config=dict(vocab_size=64, hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64,
+                                  max_position_embeddings=64)),
+    text_image_encoder=dict(type='CrossEncoder', width=32, kv_width=48, num_layers=1, num_heads=2),
+    image_text_encoder=dict(type='CrossEncoder', width=32, kv_width=32, num_layers=1, num_heads=2),
+    embed_dim=24,
+)
+
+
+@pytest.fixture
+def tiny_model_cfg(toy_data):
+    """Config dict of a tiny R2D2 (ViT width 48 so the cross encoders' kv widths differ)."""
+    cfg = copy.deepcopy(TINY_MODEL)
+    cfg['data_preprocessor']['tokenizer']['vocab_file'] = str(toy_data / 'vocab.txt')
+    return cfg

@@ -1,0 +1,125 @@
+"""R2D2Model: losses, inference surface, hard negatives inside FGR, build-time checks."""
+import copy
+
+import pytest
+import torch
+from mmengine.dataset import default_collate
+from mmengine.registry import init_default_scope
+from PIL import Image
+
+from r2d2lib.registry import DATASETS, MODELS
+
+init_default_scope('r2d2lib')
+
+PIPELINE = [
+    dict(type='LoadImage'),
+    dict(type='Resize', scale=(32, 32), keep_ratio=False, interpolation='bicubic', backend='pillow'),
+    dict(type='PackInputs', algorithm_keys=['text', 'image_idx', 'text_idx'],
+         meta_keys=['img_path', 'image_id']),
+]
+
+
+def batch(toy_data, indices, split='train'):
+    dataset = DATASETS.build(dict(type='RetrievalDataset', data_root=str(toy_data),
+                                  ann_file=f'{split}.jsonl', pipeline=PIPELINE))
+    return default_collate([dataset[i] for i in indices])
+
+
+def test_loss_mode_returns_named_losses_and_trains_every_parameter(tiny_model_cfg, toy_data):
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_model_cfg)
+    data = model.data_preprocessor(batch(toy_data, range(8)), training=True)
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'loss_gcpr', 'loss_fgr', 'temperature'}
+    # untrained: GCPR near log(batch), FGR near log(2) for balanced weighted classes
+    assert 1.0 < losses['loss_gcpr'].item() < 4.0 and 0.4 < losses['loss_fgr'].item() < 1.2
+    (losses['loss_gcpr'] + losses['loss_fgr']).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert no_grad == []  # DDP needs every trainable parameter used
+
+
+def test_frozen_image_encoder_gets_no_gradient(tiny_model_cfg, toy_data):
+    cfg = copy.deepcopy(tiny_model_cfg)
+    cfg['image_encoder']['frozen'] = True
+    model = MODELS.build(cfg).train()
+    assert not model.image_encoder.model.training
+    data = model.data_preprocessor(batch(toy_data, range(4)), training=True)
+    losses = model(**data, mode='loss')
+    (losses['loss_gcpr'] + losses['loss_fgr']).backward()
+    assert all(p.grad is None for p in model.image_encoder.parameters())
+    assert model.vision_proj.weight.grad is not None
+
+
+def test_fgr_pairs_use_negatives_with_other_image_ids(tiny_model_cfg, toy_data):
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_model_cfg)
+    data = model.data_preprocessor(batch(toy_data, range(8)), training=True)
+    inputs = data['inputs']
+    ids = inputs['image_ids']
+    assert len(set(ids.tolist())) == 4  # 2 captions per image: same-id pairs in the batch
+    tokens, img_emb = model.image_features(inputs['images'])
+    hidden, txt_emb = model.text_features(inputs['input_ids'], inputs['attention_mask'])
+    captured = {}
+    original = model.itm_logits
+
+    def spy(images, texts, masks):
+        captured.update(images=images, texts=texts)
+        return original(images, texts, masks)
+
+    model.itm_logits = spy
+    ti, it, labels, pair_mask = model._fgr_logits(tokens, img_emb, hidden, txt_emb,
+                                                 inputs['attention_mask'], ids)
+    n = ids.numel()
+    assert ti.shape == it.shape == (3 * n, 2)
+    assert labels.tolist() == [1] * n + [0] * (2 * n) and pair_mask.all()
+    # the negative image of text i is a token sequence of an image with another id
+    for i in range(n):
+        neg = captured['images'][n + i]
+        match = [j for j in range(n) if torch.equal(tokens[j], neg)]
+        assert match and all(ids[j] != ids[i] for j in match)
+        neg_text = captured['texts'][2 * n + i]
+        match = [j for j in range(n) if torch.equal(hidden[j], neg_text)]
+        assert match and all(ids[j] != ids[i] for j in match)
+
+
+def test_inference_surface(tiny_model_cfg, toy_data):
+    model = MODELS.build(tiny_model_cfg).eval()
+    images = [Image.open(toy_data / 'images' / f'test_00000{i}.png') for i in range(3)]
+    pixels = model.preprocess(images)
+    assert pixels.shape == (3, 3, 32, 32) and pixels.dtype == torch.float32
+    tokens = model.tokenize(['左上角有一个红色的大圆形', '右下角', '蓝色的小三角形'])
+    assert tokens['input_ids'].shape == (3, 40)
+    assert tokens['input_ids'][1, :4].tolist()[0] == model.data_preprocessor.tokenizer.cls_token_id
+    with torch.no_grad():
+        img, txt = model.encode_image(pixels), model.encode_text(**tokens)
+        probs = model.match(pixels, **tokens)
+        ti, it = model.itm_logits(model.image_encoder(pixels),
+                                  model.text_encoder(**tokens), tokens['attention_mask'])
+    assert img.shape == txt.shape == (3, 24)
+    torch.testing.assert_close(img.norm(dim=-1), torch.ones(3))
+    assert probs.shape == (3,) and ((probs >= 0) & (probs <= 1)).all()
+    torch.testing.assert_close(probs, (ti.softmax(-1)[:, 1] + it.softmax(-1)[:, 1]) / 2)
+
+
+def test_preprocess_equals_the_evaluation_pipeline(tiny_model_cfg, toy_data):
+    model = MODELS.build(tiny_model_cfg)
+    data = batch(toy_data, [0], split='test')
+    from_pipeline = model.data_preprocessor(data)['inputs']['images']
+    image = Image.open(data['data_samples'][0].img_path)
+    torch.testing.assert_close(model.preprocess([image]), from_pipeline, rtol=0, atol=0)
+
+
+def test_predict_returns_what_the_retrieval_loop_needs(tiny_model_cfg, toy_data):
+    model = MODELS.build(tiny_model_cfg).eval()
+    out = model.val_step(batch(toy_data, range(4), split='test'))
+    assert set(out) == {'image_embeds', 'text_embeds', 'image_tokens', 'text_hidden', 'text_mask',
+                        'image_idx', 'text_idx'}
+    assert out['image_tokens'].shape == (4, 17, 48) and out['text_hidden'].shape == (4, 40, 32)
+    assert out['image_idx'].tolist() == [0, 0, 1, 1]
+
+
+def test_mismatched_cross_encoder_width_names_the_key(tiny_model_cfg):
+    cfg = copy.deepcopy(tiny_model_cfg)
+    cfg['text_image_encoder']['kv_width'] = 32
+    with pytest.raises(ValueError, match='text_image_encoder.kv_width'):
+        MODELS.build(cfg)
