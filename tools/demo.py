@@ -11,9 +11,9 @@ import os.path as osp
 from math import comb
 
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 import r2d2lib  # noqa: F401
+from r2d2lib.engine import StrictRunner
 from r2d2lib.datasets.toy_shapes import ensure_toy_shapes
 
 CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'demo', 'r2d2_tiny_shapes.py')
@@ -71,7 +71,7 @@ def main() -> None:
                                 image_size=64, seed=0)
     print(f'toy corpus: {summary["num_train_images"]} train / {summary["num_test_images"]} test '
           f'images in {args.data}')
-    runner = Runner.from_cfg(build_config(args))
+    runner = StrictRunner.from_cfg(build_config(args))
     runner.train()
     metrics = {k.split('/', 1)[1]: v for k, v in runner.test().items()}
 

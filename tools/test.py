@@ -7,9 +7,9 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
 import r2d2lib  # noqa: F401
+from r2d2lib.engine import StrictRunner
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,8 +34,8 @@ def main() -> None:
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = args.checkpoint
-    runner = Runner.from_cfg(cfg)
+    runner = StrictRunner.from_cfg(cfg)
+    runner.load_checkpoint(args.checkpoint)  # strict: a wrong file fails, naming the keys
     runner.test()
 
 

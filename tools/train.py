@@ -8,9 +8,9 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
 import r2d2lib  # noqa: F401  (registers the components, makes resume work on torch >= 2.6)
+from r2d2lib.engine import StrictRunner
 
 
 def parse_args() -> argparse.Namespace:
@@ -22,6 +22,8 @@ def parse_args() -> argparse.Namespace:
                         help='resume from this checkpoint, or from the latest one in the '
                         'work dir when no path is given')
     parser.add_argument('--amp', action='store_true', help='mixed-precision training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by total batch size / auto_scale_lr.base_batch_size')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config keys, e.g. train_dataloader.batch_size=16')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -39,6 +41,8 @@ def build_config(args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr.enable = True
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
     if args.resume == 'auto':
@@ -49,7 +53,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main() -> None:
-    runner = Runner.from_cfg(build_config(parse_args()))
+    runner = StrictRunner.from_cfg(build_config(parse_args()))
     runner.train()
 
 

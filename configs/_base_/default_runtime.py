@@ -22,4 +22,5 @@ log_processor = dict(by_epoch=True, window_size=50)
 log_level = 'INFO'
 load_from = None
 resume = False
-randomness = dict(seed=0, deterministic=False)
+# diff_rank_seed: every rank draws its own dropout masks and hard negatives.
+randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)

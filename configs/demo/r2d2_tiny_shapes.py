@@ -78,5 +78,4 @@ val_cfg = dict(type='RetrievalValLoop', top_k=16)
 test_cfg = dict(type='RetrievalTestLoop', top_k=16)
 
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_epochs))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
 log_processor = dict(window_size=20)

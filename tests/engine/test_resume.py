@@ -3,10 +3,10 @@ import copy
 import json
 import shutil
 
+import pytest
 import torch
-from mmengine.runner import Runner
 
-import r2d2lib  # noqa: F401  (installs the checkpoint loader)
+from r2d2lib.engine import StrictRunner
 
 PIPELINE = [
     dict(type='LoadImage'),
@@ -16,7 +16,8 @@ PIPELINE = [
 ]
 
 
-def runner_cfg(model_cfg, data_root, work_dir, max_iters, ann_file='train.jsonl', resume=None):
+def runner_cfg(model_cfg, data_root, work_dir, max_iters, ann_file='train.jsonl', resume=None,
+               by_epoch=False):
     model = copy.deepcopy(model_cfg)
     model['text_encoder']['config']['hidden_dropout_prob'] = 0.1  # dropout: RNG must resume too
     return dict(
@@ -29,10 +30,12 @@ def runner_cfg(model_cfg, data_root, work_dir, max_iters, ann_file='train.jsonl'
             collate_fn=dict(type='default_collate'),
             dataset=dict(type='RetrievalDataset', data_root=str(data_root), ann_file=ann_file,
                          pipeline=PIPELINE)),
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters),
+        train_cfg=(dict(type='EpochBasedTrainLoop', max_epochs=max_iters) if by_epoch
+                   else dict(type='IterBasedTrainLoop', max_iters=max_iters)),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01)),
         param_scheduler=[dict(type='CosineAnnealingLR', T_max=6, by_epoch=False, begin=0, end=6)],
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1 if by_epoch else 3,
+                                           by_epoch=by_epoch),
                            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[dict(type='RandomStateHook')],
         randomness=dict(seed=0),
@@ -41,20 +44,26 @@ def runner_cfg(model_cfg, data_root, work_dir, max_iters, ann_file='train.jsonl'
     )
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_cfg, toy_data, tmp_path):
-    straight = Runner.from_cfg(runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'a', max_iters=6))
+@pytest.mark.parametrize('by_epoch', [False, True], ids=['iter_based', 'epoch_based'])
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_cfg, toy_data, tmp_path,
+                                                            by_epoch):
+    # iteration-based: 6 iterations, stop at 3 (mid-epoch); epoch-based: 2 epochs of 16, stop at 1
+    total, stop = (2, 1) if by_epoch else (6, 3)
+    straight = StrictRunner.from_cfg(
+        runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'a', total, by_epoch=by_epoch))
     straight.train()
 
-    first = Runner.from_cfg(runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'b', max_iters=3))
+    first = StrictRunner.from_cfg(
+        runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'b', stop, by_epoch=by_epoch))
     first.train()
-    ckpt = tmp_path / 'b' / 'iter_3.pth'
+    ckpt = tmp_path / 'b' / (f'epoch_{stop}.pth' if by_epoch else f'iter_{stop}.pth')
     assert ckpt.exists()
     torch.manual_seed(123)  # a fresh process would start from another RNG state
-    resumed = Runner.from_cfg(runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'c', max_iters=6,
-                                         resume=str(ckpt)))
+    resumed = StrictRunner.from_cfg(runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'c', total,
+                                               resume=str(ckpt), by_epoch=by_epoch))
     resumed.train()
 
-    assert resumed.iter == straight.iter == 6
+    assert resumed.iter == straight.iter == (32 if by_epoch else 6)
     a, c = straight.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == c.keys()
     changed = [k for k in a if not torch.equal(a[k], first.model.state_dict()[k])]
@@ -78,7 +87,7 @@ def test_training_skips_missing_and_corrupt_images(tiny_model_cfg, toy_data, tmp
 
     cfg = runner_cfg(tiny_model_cfg, root, tmp_path / 'w', max_iters=12, ann_file='bad.jsonl')
     cfg['train_dataloader']['batch_size'] = 8
-    runner = Runner.from_cfg(cfg)
+    runner = StrictRunner.from_cfg(cfg)
     runner.train()
     dataset = runner.train_dataloader.dataset
     assert runner.iter == 12
@@ -86,3 +95,12 @@ def test_training_skips_missing_and_corrupt_images(tiny_model_cfg, toy_data, tmp
     assert dataset.num_unreadable_images == 1  # 12 x 8 draws over 65 pairs: the broken one came up
     log = next((tmp_path / 'w').rglob('*.log')).read_text()
     assert 'missing.png' in log and 'broken.jpg' in log
+
+
+def test_loading_a_checkpoint_with_missing_weights_fails_naming_them(tiny_model_cfg, toy_data,
+                                                                    tmp_path):
+    runner = StrictRunner.from_cfg(runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'a', 1))
+    state = {k: v for k, v in runner.model.state_dict().items() if not k.startswith('vision_proj')}
+    torch.save(dict(state_dict=state), tmp_path / 'partial.pth')
+    with pytest.raises(RuntimeError, match='vision_proj.weight'):
+        runner.load_checkpoint(str(tmp_path / 'partial.pth'))

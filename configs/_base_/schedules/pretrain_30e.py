@@ -15,4 +15,6 @@ param_scheduler = [
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=30, val_interval=1)
 val_cfg = dict(type='RetrievalValLoop', top_k=128)
 test_cfg = dict(type='RetrievalTestLoop', top_k=128)
-auto_scale_lr = dict(base_batch_size=32 * 64)
+# The learning rate above is for 64 GPUs x 32 (the paper's 23M run); tools/train.py --auto-scale-lr
+# scales it linearly to your total batch size.
+auto_scale_lr = dict(enable=False, base_batch_size=32 * 64)

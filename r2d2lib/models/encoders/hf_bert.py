@@ -42,6 +42,7 @@ class HFBertEncoder(BaseEncoder):
 
     Attributes:
         width: hidden size H. vocab_size: size of the token vocabulary.
+        max_positions: the longest token sequence the position embeddings cover.
     """
 
     def __init__(self, config: dict | None = None, pretrained: str | None = None,
@@ -54,6 +55,7 @@ class HFBertEncoder(BaseEncoder):
         self.pretrained = pretrained
         self.width: int = self.model.config.hidden_size
         self.vocab_size: int = self.model.config.vocab_size
+        self.max_positions: int = self.model.config.max_position_embeddings
         self._apply_frozen()
 
     def load_pretrained(self) -> None:

@@ -13,7 +13,8 @@ class ProjectionHead(nn.Linear):
     """Linear projection between widths: embeddings for retrieval, image tokens for fusion.
 
     R2D2 uses three: ``vision_proj`` and ``text_proj`` map the [CLS] tokens to the
-    768-d retrieval space (Sec. 3.1); ``img_joint_proj`` maps every image token to
+    768-d retrieval space (Sec. 3.1); ``image_fusion_proj`` (official name
+    ``img_joint_proj``) maps every image token to
     the cross encoders' width.
     """
 

@@ -9,9 +9,8 @@ from mmengine.model import BaseModel
 from PIL import Image
 from torch import Tensor
 
-from r2d2lib.models.heads import ITMHead, ProjectionHead
 from r2d2lib.models.utils import all_gather_no_grad, all_gather_with_grad, sample_hard_negatives
-from r2d2lib.registry import ENCODERS, FUSIONS, LOSSES, MODELS
+from r2d2lib.registry import ENCODERS, FUSIONS, HEADS, LOSSES, MODELS
 
 
 @MODELS.register_module()
@@ -20,7 +19,7 @@ class R2D2Model(BaseModel):
 
     Data flow of one training step (mode ``'loss'``):
 
-    1. image encoder -> image tokens [n, 1+N, C_v]; text encoder -> text hidden
+    1. image encoder -> image tokens [n, P+N, C_v] (P prefix tokens, CLS first); text encoder -> text hidden
        states [n, L, H]; ``vision_proj`` / ``text_proj`` of the first tokens,
        L2-normalised -> retrieval embeddings [n, D];
     2. GCPR (Eq. 1-2) over the embeddings gathered from all ranks;
@@ -37,6 +36,9 @@ class R2D2Model(BaseModel):
         image_text_encoder: FUSIONS config; queries projected image tokens,
             keys/values text hidden states.
         embed_dim: width of the retrieval embeddings (768).
+        projection_head: HEADS config of ``vision_proj``, ``text_proj`` and
+            ``image_fusion_proj`` (their widths are filled in from the encoders).
+        itm_head: HEADS config of both matching heads (input width filled in).
         gcpr_loss, fgr_loss: LOSSES configs.
         loss_weights: multiplier per loss name (``gcpr``, ``fgr``), Eq. 8 uses 1.
         data_preprocessor: MODELS config of the preprocessor (tokenizer, mean/std).
@@ -44,37 +46,59 @@ class R2D2Model(BaseModel):
 
     def __init__(self, image_encoder: dict, text_encoder: dict, text_image_encoder: dict,
                  image_text_encoder: dict, embed_dim: int = 768,
+                 projection_head: dict = dict(type='ProjectionHead'),
+                 itm_head: dict = dict(type='ITMHead'),
                  gcpr_loss: dict = dict(type='GCPRLoss'), fgr_loss: dict = dict(type='FGRLoss'),
                  loss_weights: Optional[Dict[str, float]] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='ImageTextDataPreprocessor')
+        if isinstance(data_preprocessor, dict):  # built here: mmengine's BaseModel would look
+            data_preprocessor = MODELS.build(data_preprocessor)  # in its own root registry
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.image_encoder = ENCODERS.build(image_encoder)
         self.text_encoder = ENCODERS.build(text_encoder)
         self.text_image_encoder = FUSIONS.build(text_image_encoder)
         self.image_text_encoder = FUSIONS.build(image_text_encoder)
         image_width, text_width = self.image_encoder.width, self.text_encoder.width
-        self._check_widths(image_width, text_width)
-        self.vision_proj = ProjectionHead(image_width, embed_dim)
-        self.text_proj = ProjectionHead(text_width, embed_dim)
-        self.image_fusion_proj = ProjectionHead(image_width, self.image_text_encoder.width)
-        self.text_image_itm_head = ITMHead(self.text_image_encoder.width)
-        self.image_text_itm_head = ITMHead(self.image_text_encoder.width)
+        self._check_config(image_width, text_width)
+        self.vision_proj = HEADS.build(dict(projection_head, in_features=image_width,
+                                            out_features=embed_dim))
+        self.text_proj = HEADS.build(dict(projection_head, in_features=text_width,
+                                          out_features=embed_dim))
+        self.image_fusion_proj = HEADS.build(dict(projection_head, in_features=image_width,
+                                                  out_features=self.image_text_encoder.width))
+        self.text_image_itm_head = HEADS.build(dict(itm_head, in_features=self.text_image_encoder.width))
+        self.image_text_itm_head = HEADS.build(dict(itm_head, in_features=self.image_text_encoder.width))
         self.gcpr_loss = LOSSES.build(gcpr_loss)
         self.fgr_loss = LOSSES.build(fgr_loss)
-        self.loss_weights = dict(gcpr=1.0, fgr=1.0, **(loss_weights or {}))
+        self.loss_weights = self._loss_weights(loss_weights)
 
-    def _check_widths(self, image_width: int, text_width: int) -> None:
-        """Fail at build time, naming the key, when the cross encoders' widths don't fit the towers."""
+    @staticmethod
+    def _loss_weights(weights: Optional[Dict[str, float]]) -> Dict[str, float]:
+        """Weights of Eq. 8's terms (1 unless the config says otherwise); unknown names are errors."""
+        defaults = dict(gcpr=1.0, fgr=1.0)
+        unknown = set(weights or {}) - set(defaults)
+        if unknown:
+            raise KeyError(f'loss_weights has unknown keys {sorted(unknown)}; known: {sorted(defaults)}')
+        return {**defaults, **(weights or {})}
+
+    def _check_config(self, image_width: int, text_width: int) -> None:
+        """Fail at build time, naming the key, when parts of the config don't fit together."""
+        text_positions = getattr(self.text_encoder, 'max_positions', None)
         expected = {
             'text_image_encoder.width': (self.text_image_encoder.width, text_width),
             'text_image_encoder.kv_width': (self.text_image_encoder.kv_width, image_width),
             'image_text_encoder.kv_width': (self.image_text_encoder.kv_width, text_width),
+            'data_preprocessor.image_size': (self.data_preprocessor.image_size,
+                                             self.image_encoder.image_size),
         }
         for key, (got, want) in expected.items():
             if got != want:
                 raise ValueError(f'{key} is {got} but must be {want} to match the encoders')
+        if text_positions is not None and self.data_preprocessor.max_length > text_positions:
+            raise ValueError(f'data_preprocessor.max_length {self.data_preprocessor.max_length} '
+                             f'exceeds the text encoder\'s {text_positions} positions')
 
     # ----------------------------------------------------------------- inference API
     def preprocess(self, images: List[Image.Image]) -> Tensor:
