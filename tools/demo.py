@@ -26,7 +26,7 @@ def chance_recalls(num_images: int, num_texts: int) -> dict:
     out = {}
     for k in KS:
         out[f'i2t_R@{k}'] = 100 * (1 - comb(num_texts - per_image, k) / comb(num_texts, k))
-        out[f't2i_R@{k}'] = 100 * k / num_images
+        out[f't2i_R@{k}'] = 100 * min(k, num_images) / num_images
     out['R@M'] = sum(out.values()) / len(out)
     return out
 
@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument('--num-train', type=int, default=2000, help='training images')
     parser.add_argument('--num-test', type=int, default=200, help='test images')
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error('--epochs must be at least 2 (one warm-up epoch, then cosine decay)')
 
     summary = ensure_toy_shapes(args.data, num_train=args.num_train, num_test=args.num_test,
                                 image_size=64, seed=0)

@@ -129,23 +129,26 @@ class CrossEncoder(BaseModule):
         ffn_width: feed-forward width (4 x width in R2D2).
         dropout: dropout of attention probabilities and of every output block (0.1).
         layer_norm_eps: LayerNorm epsilon (1e-12, as BERT).
+        init_std: std of the normal initialisation of every Linear weight (BERT's
+            ``initializer_range``, 0.02, tuned for width 768; narrow models may want more).
     """
 
     def __init__(self, width: int = 768, kv_width: int = 768, num_layers: int = 6,
                  num_heads: int = 12, ffn_width: Optional[int] = None, dropout: float = 0.1,
-                 layer_norm_eps: float = 1e-12, init_cfg: Optional[dict] = None):
+                 layer_norm_eps: float = 1e-12, init_std: float = 0.02,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.width, self.kv_width = width, kv_width
         self.layer = nn.ModuleList(
             CrossEncoderLayer(width, kv_width, num_heads, ffn_width or 4 * width, dropout, layer_norm_eps)
             for _ in range(num_layers))
+        self.init_std = init_std
         self.apply(self._init_bert_weights)
 
-    @staticmethod
-    def _init_bert_weights(module: nn.Module) -> None:
-        """BERT's initialisation: normal(0, 0.02) weights, zero biases, unit LayerNorm."""
+    def _init_bert_weights(self, module: nn.Module) -> None:
+        """BERT's initialisation: normal(0, init_std) weights, zero biases, unit LayerNorm."""
         if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
+            nn.init.normal_(module.weight, std=self.init_std)
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)

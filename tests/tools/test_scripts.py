@@ -1,0 +1,54 @@
+"""The command-line tools run end to end at miniature size, as a user runs them."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+def run(*args, cwd=ROOT):
+    result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                            env={'HF_HUB_OFFLINE': '1', 'PATH': '/usr/bin:/bin'}, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope='module')
+def demo_run(tmp_path_factory):
+    """tools/demo.py on 16 training and 8 test images, two epochs."""
+    tmp = tmp_path_factory.mktemp('demo')
+    out = run('tools/demo.py', '--data', str(tmp / 'data'), '--work-dir', str(tmp / 'work'),
+              '--epochs', '2', '--val-interval', '2', '--num-train', '16', '--num-test', '8')
+    return tmp, out
+
+
+def test_demo_prints_the_table_against_chance(demo_run):
+    tmp, out = demo_run
+    assert 'embedding similarity' in out and 're-ranked (top 16)' in out and 'chance' in out
+    results = json.loads((tmp / 'work' / 'demo_results.json').read_text())
+    # 8 test images, 16 captions: chance t2i R@1 = 1/8, i2t R@1 = 2/16
+    assert results['chance']['t2i_R@1'] == pytest.approx(12.5)
+    assert results['chance']['i2t_R@1'] == pytest.approx(12.5)
+    assert results['chance']['t2i_R@10'] == pytest.approx(100.0)
+    for row in results.values():
+        assert set(row) == {'i2t_R@1', 'i2t_R@5', 'i2t_R@10', 't2i_R@1', 't2i_R@5', 't2i_R@10', 'R@M'}
+
+
+def test_test_script_evaluates_the_demo_checkpoint_strictly(demo_run, tmp_path):
+    tmp, _ = demo_run
+    data = tmp / 'data'
+    options = ['--cfg-options', f'test_dataloader.dataset.data_root={data}',
+               f'model.data_preprocessor.tokenizer.vocab_file={data / "vocab.txt"}']
+    out = run('tools/test.py', 'configs/demo/r2d2_tiny_shapes.py', str(tmp / 'work' / 'epoch_2.pth'),
+              '--work-dir', str(tmp_path / 'test'), *options)
+    assert 'retrieval/rerank_R@M' in out
+
+
+def test_list_components_names_every_registry():
+    out = run('tools/list_components.py')
+    for name in ('ENCODERS', 'FUSIONS', 'LOSSES', 'MODELS', 'METRICS', 'LOOPS', 'HOOKS'):
+        assert name in out
+    assert 'GCPRLoss' in out and 'Global contrastive pre-ranking' in out
