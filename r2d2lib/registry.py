@@ -1,8 +1,9 @@
 """Every registry of r2d2lib.
 
 The kinds mmengine knows (models, datasets, transforms, metrics, hooks, loops)
-are children of mmengine's roots, so the Runner finds them. The component families that only r2d2lib composes (encoders, fusions, heads, losses,
-queues, distillers) are roots of their own: mmengine allows one child per scope
+are children of mmengine's roots, so the Runner finds them. The component
+families that only r2d2lib composes (encoders, fusions, heads, losses, queues,
+distillers) are roots of their own: mmengine allows one child per scope
 under a parent, and these are built by the models, never by the Runner.
 
 Components register under their class name; configs refer to them with

@@ -1,6 +1,7 @@
 """Shared fixtures: a miniature toy-shapes corpus and a tiny R2D2 config (width 32, 32 px)."""
 import copy
 import os
+import socket
 
 import pytest
 
@@ -39,3 +40,23 @@ def tiny_model_cfg(toy_data):
     cfg = copy.deepcopy(TINY_MODEL)
     cfg['data_preprocessor']['tokenizer']['vocab_file'] = str(toy_data / 'vocab.txt')
     return cfg
+
+
+@pytest.fixture
+def pipeline32():
+    """The evaluation pipeline at 32 px: load, bicubic resize (PIL), pack."""
+    return [
+        dict(type='LoadImage'),
+        dict(type='Resize', scale=(32, 32), keep_ratio=False, interpolation='bicubic',
+             backend='pillow'),
+        dict(type='PackInputs', algorithm_keys=['text', 'image_idx', 'text_idx'],
+             meta_keys=['img_path', 'image_id']),
+    ]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free TCP port on localhost for a gloo process group."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]

@@ -13,8 +13,8 @@ from math import comb
 from mmengine.config import Config
 
 import r2d2lib  # noqa: F401
-from r2d2lib.engine import StrictRunner
 from r2d2lib.datasets.toy_shapes import ensure_toy_shapes
+from r2d2lib.engine import StrictRunner
 
 CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'demo', 'r2d2_tiny_shapes.py')
 KS = (1, 5, 10)

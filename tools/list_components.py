@@ -6,8 +6,9 @@ import argparse
 import importlib
 import inspect
 
-from r2d2lib import registry as registries
 from mmengine.registry import Registry
+
+from r2d2lib import registry as registries
 
 
 def all_registries() -> dict:

@@ -23,6 +23,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
 from r2d2lib.registry import DATASETS
+
 from .transforms import UnreadableImageError
 
 MAX_LOGGED_PATHS = 20

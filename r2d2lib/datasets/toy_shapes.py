@@ -361,13 +361,6 @@ def ensure_toy_shapes(out_dir: str, **kwargs: Any) -> Dict[str, Any]:
     return generate_toy_shapes(out_dir, **{**defaults, **kwargs})
 
 
-def read_vocab(vocab_file: str) -> Dict[str, int]:
-    """Token -> id of a BERT ``vocab.txt`` (one token per line, id = line index)."""
-    with open(vocab_file, encoding='utf-8') as f:
-        tokens = [line.rstrip('\n') for line in f]
-    return {tok: i for i, tok in enumerate(tokens) if tok}
-
-
 def build_toy_tokenizer(vocab_file: str):
     """BERT tokenizer over the toy vocab: one token per Chinese character."""
     from r2d2lib.models.data_preprocessors import build_tokenizer

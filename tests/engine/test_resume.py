@@ -8,16 +8,9 @@ import torch
 
 from r2d2lib.engine import StrictRunner
 
-PIPELINE = [
-    dict(type='LoadImage'),
-    dict(type='Resize', scale=(32, 32), keep_ratio=False, interpolation='bicubic', backend='pillow'),
-    dict(type='PackInputs', algorithm_keys=['text', 'image_idx', 'text_idx'],
-         meta_keys=['img_path', 'image_id']),
-]
 
-
-def runner_cfg(model_cfg, data_root, work_dir, max_iters, ann_file='train.jsonl', resume=None,
-               by_epoch=False):
+def runner_cfg(model_cfg, pipeline, data_root, work_dir, max_iters, ann_file='train.jsonl',
+               resume=None, by_epoch=False):
     model = copy.deepcopy(model_cfg)
     model['text_encoder']['config']['hidden_dropout_prob'] = 0.1  # dropout: RNG must resume too
     return dict(
@@ -29,7 +22,7 @@ def runner_cfg(model_cfg, data_root, work_dir, max_iters, ann_file='train.jsonl'
             sampler=dict(type='DefaultSampler', shuffle=True),
             collate_fn=dict(type='default_collate'),
             dataset=dict(type='RetrievalDataset', data_root=str(data_root), ann_file=ann_file,
-                         pipeline=PIPELINE)),
+                         pipeline=pipeline)),
         train_cfg=(dict(type='EpochBasedTrainLoop', max_epochs=max_iters) if by_epoch
                    else dict(type='IterBasedTrainLoop', max_iters=max_iters)),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01)),
@@ -46,20 +39,20 @@ def runner_cfg(model_cfg, data_root, work_dir, max_iters, ann_file='train.jsonl'
 
 @pytest.mark.parametrize('by_epoch', [False, True], ids=['iter_based', 'epoch_based'])
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_cfg, toy_data, tmp_path,
-                                                            by_epoch):
+                                                            pipeline32, by_epoch):
     # iteration-based: 6 iterations, stop at 3 (mid-epoch); epoch-based: 2 epochs of 16, stop at 1
     total, stop = (2, 1) if by_epoch else (6, 3)
     straight = StrictRunner.from_cfg(
-        runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'a', total, by_epoch=by_epoch))
+        runner_cfg(tiny_model_cfg, pipeline32, toy_data, tmp_path / 'a', total, by_epoch=by_epoch))
     straight.train()
 
     first = StrictRunner.from_cfg(
-        runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'b', stop, by_epoch=by_epoch))
+        runner_cfg(tiny_model_cfg, pipeline32, toy_data, tmp_path / 'b', stop, by_epoch=by_epoch))
     first.train()
     ckpt = tmp_path / 'b' / (f'epoch_{stop}.pth' if by_epoch else f'iter_{stop}.pth')
     assert ckpt.exists()
     torch.manual_seed(123)  # a fresh process would start from another RNG state
-    resumed = StrictRunner.from_cfg(runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'c', total,
+    resumed = StrictRunner.from_cfg(runner_cfg(tiny_model_cfg, pipeline32, toy_data, tmp_path / 'c', total,
                                                resume=str(ckpt), by_epoch=by_epoch))
     resumed.train()
 
@@ -76,7 +69,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_cfg, toy_
         assert torch.equal(opt_a[idx]['exp_avg'], opt_c[idx]['exp_avg'])
 
 
-def test_training_skips_missing_and_corrupt_images(tiny_model_cfg, toy_data, tmp_path):
+def test_training_skips_missing_and_corrupt_images(tiny_model_cfg, toy_data, tmp_path, pipeline32):
     root = tmp_path / 'data'
     shutil.copytree(toy_data, root)
     (root / 'images' / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
@@ -85,7 +78,7 @@ def test_training_skips_missing_and_corrupt_images(tiny_model_cfg, toy_data, tmp
               json.dumps({'image_path': 'images/missing.png', 'text': '蓝色的圆形'}, ensure_ascii=False)]
     (root / 'bad.jsonl').write_text('\n'.join(lines) + '\n', encoding='utf-8')
 
-    cfg = runner_cfg(tiny_model_cfg, root, tmp_path / 'w', max_iters=12, ann_file='bad.jsonl')
+    cfg = runner_cfg(tiny_model_cfg, pipeline32, root, tmp_path / 'w', max_iters=12, ann_file='bad.jsonl')
     cfg['train_dataloader']['batch_size'] = 8
     runner = StrictRunner.from_cfg(cfg)
     runner.train()
@@ -98,8 +91,8 @@ def test_training_skips_missing_and_corrupt_images(tiny_model_cfg, toy_data, tmp
 
 
 def test_loading_a_checkpoint_with_missing_weights_fails_naming_them(tiny_model_cfg, toy_data,
-                                                                    tmp_path):
-    runner = StrictRunner.from_cfg(runner_cfg(tiny_model_cfg, toy_data, tmp_path / 'a', 1))
+                                                                    tmp_path, pipeline32):
+    runner = StrictRunner.from_cfg(runner_cfg(tiny_model_cfg, pipeline32, toy_data, tmp_path / 'a', 1))
     state = {k: v for k, v in runner.model.state_dict().items() if not k.startswith('vision_proj')}
     torch.save(dict(state_dict=state), tmp_path / 'partial.pth')
     with pytest.raises(RuntimeError, match='vision_proj.weight'):

@@ -1,7 +1,6 @@
 """Tests of the retrieval val / test loops inside a real mmengine Runner."""
 import math
 import os
-import socket
 import uuid
 from datetime import timedelta
 from typing import Dict, List
@@ -215,12 +214,6 @@ def test_test_loop_without_rerank(tmp_path):
         {f'retrieval/{k}': v for k, v in CIRCLE.items()})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _dist_worker(rank, world_size, port, work_dir, queue):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     os.chdir(work_dir)  # mmengine's collect_results_cpu writes .dist_test/
@@ -236,9 +229,9 @@ def _dist_worker(rank, world_size, port, work_dir, queue):
         torch_dist.destroy_process_group()
 
 
-def test_two_ranks_shard_and_dedupe(tmp_path):
+def test_two_ranks_shard_and_dedupe(tmp_path, free_port):
     """15 texts over 2 ranks: the sampler pads a duplicate, queries shard."""
-    world_size, port = 2, _free_port()
+    world_size, port = 2, free_port
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
     procs = [ctx.Process(target=_dist_worker,
@@ -271,8 +264,7 @@ def test_two_ranks_shard_and_dedupe(tmp_path):
 
 
 def test_gather_and_build_gallery_dedupes_and_orders():
-    from r2d2lib.engine.runners.retrieval_loop import (build_gallery,
-                                                       gather_features)
+    from r2d2lib.engine.runners.retrieval_loop import build_gallery, gather_features
 
     def texts(text_idx, image_idx, length):
         n = len(text_idx)

@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from r2d2lib.evaluation.ranking import (chunked_topk, hit_matrix, recall_at_k,
-                                        rerank_topk)
+from r2d2lib.evaluation.ranking import chunked_topk, hit_matrix, recall_at_k, rerank_topk
 
 
 def _normed(*shape: int) -> torch.Tensor:

@@ -13,8 +13,7 @@ Model interface: ``val_step`` / ``test_step`` return a dict with
 text_hidden, text_mask) -> [P]`` gives matching probabilities of pairs.
 """
 import contextlib
-from typing import (Callable, ContextManager, Dict, List, Sequence, Set,
-                    Union)
+from typing import Callable, ContextManager, Dict, List, Sequence, Set, Union
 
 import torch
 from mmengine.dist import all_gather_object, get_dist_info, is_main_process

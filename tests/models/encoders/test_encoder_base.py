@@ -4,8 +4,13 @@ import torch
 from mmengine.model import BaseModule
 from torch import nn
 
-from r2d2lib.models.encoders import (BaseEncoder, PretrainedLoadError, TimmViTEncoder,
-                                     check_state_dict_keys, load_state_dict_strict)
+from r2d2lib.models.encoders import (
+    BaseEncoder,
+    PretrainedLoadError,
+    TimmViTEncoder,
+    check_state_dict_keys,
+    load_state_dict_strict,
+)
 
 
 class ToyEncoder(BaseEncoder):

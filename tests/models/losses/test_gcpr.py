@@ -1,7 +1,6 @@
 """GCPRLoss (Eq. 1-2) against a loop over samples, and across 2 gloo processes."""
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -63,12 +62,6 @@ def test_temperature_is_learnable_and_clamped():
 
 
 # ---------------------------------------------------------------- 2 processes, gloo
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _make_batch():
     g = torch.Generator().manual_seed(0)
     x_img, x_txt = torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g)
@@ -104,9 +97,9 @@ def _worker(rank, world, port, out):
     dist.destroy_process_group()
 
 
-def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path):
+def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path, free_port):
     out = str(tmp_path / 'rank0.pt')
-    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, start_method='spawn')
+    mp.start_processes(_worker, args=(2, free_port, out), nprocs=2, start_method='spawn')
     result = torch.load(out)
 
     img_tower, txt_tower, loss_fn = _make_towers()

@@ -11,24 +11,20 @@ from r2d2lib.registry import DATASETS, MODELS
 
 init_default_scope('r2d2lib')
 
-PIPELINE = [
-    dict(type='LoadImage'),
-    dict(type='Resize', scale=(32, 32), keep_ratio=False, interpolation='bicubic', backend='pillow'),
-    dict(type='PackInputs', algorithm_keys=['text', 'image_idx', 'text_idx'],
-         meta_keys=['img_path', 'image_id']),
-]
+@pytest.fixture
+def batch(toy_data, pipeline32):
+    """Collated pairs ``indices`` of the toy corpus split."""
+    def make(indices, split='train'):
+        dataset = DATASETS.build(dict(type='RetrievalDataset', data_root=str(toy_data),
+                                      ann_file=f'{split}.jsonl', pipeline=pipeline32))
+        return default_collate([dataset[i] for i in indices])
+    return make
 
 
-def batch(toy_data, indices, split='train'):
-    dataset = DATASETS.build(dict(type='RetrievalDataset', data_root=str(toy_data),
-                                  ann_file=f'{split}.jsonl', pipeline=PIPELINE))
-    return default_collate([dataset[i] for i in indices])
-
-
-def test_loss_mode_returns_named_losses_and_trains_every_parameter(tiny_model_cfg, toy_data):
+def test_loss_mode_returns_named_losses_and_trains_every_parameter(tiny_model_cfg, batch):
     torch.manual_seed(0)
     model = MODELS.build(tiny_model_cfg)
-    data = model.data_preprocessor(batch(toy_data, range(8)), training=True)
+    data = model.data_preprocessor(batch(range(8)), training=True)
     losses = model(**data, mode='loss')
     assert set(losses) == {'loss_gcpr', 'loss_fgr', 'temperature'}
     # untrained: GCPR near log(batch), FGR near log(2) for balanced weighted classes
@@ -38,22 +34,22 @@ def test_loss_mode_returns_named_losses_and_trains_every_parameter(tiny_model_cf
     assert no_grad == []  # DDP needs every trainable parameter used
 
 
-def test_frozen_image_encoder_gets_no_gradient(tiny_model_cfg, toy_data):
+def test_frozen_image_encoder_gets_no_gradient(tiny_model_cfg, batch):
     cfg = copy.deepcopy(tiny_model_cfg)
     cfg['image_encoder']['frozen'] = True
     model = MODELS.build(cfg).train()
     assert not model.image_encoder.model.training
-    data = model.data_preprocessor(batch(toy_data, range(4)), training=True)
+    data = model.data_preprocessor(batch(range(4)), training=True)
     losses = model(**data, mode='loss')
     (losses['loss_gcpr'] + losses['loss_fgr']).backward()
     assert all(p.grad is None for p in model.image_encoder.parameters())
     assert model.vision_proj.weight.grad is not None
 
 
-def test_fgr_pairs_use_negatives_with_other_image_ids(tiny_model_cfg, toy_data):
+def test_fgr_pairs_use_negatives_with_other_image_ids(tiny_model_cfg, batch):
     torch.manual_seed(0)
     model = MODELS.build(tiny_model_cfg)
-    data = model.data_preprocessor(batch(toy_data, range(8)), training=True)
+    data = model.data_preprocessor(batch(range(8)), training=True)
     inputs = data['inputs']
     ids = inputs['image_ids']
     assert len(set(ids.tolist())) == 4  # 2 captions per image: same-id pairs in the batch
@@ -101,17 +97,17 @@ def test_inference_surface(tiny_model_cfg, toy_data):
     torch.testing.assert_close(probs, (ti.softmax(-1)[:, 1] + it.softmax(-1)[:, 1]) / 2)
 
 
-def test_preprocess_equals_the_evaluation_pipeline(tiny_model_cfg, toy_data):
+def test_preprocess_equals_the_evaluation_pipeline(tiny_model_cfg, batch):
     model = MODELS.build(tiny_model_cfg)
-    data = batch(toy_data, [0], split='test')
+    data = batch([0], split='test')
     from_pipeline = model.data_preprocessor(data)['inputs']['images']
     image = Image.open(data['data_samples'][0].img_path)
     torch.testing.assert_close(model.preprocess([image]), from_pipeline, rtol=0, atol=0)
 
 
-def test_predict_returns_what_the_retrieval_loop_needs(tiny_model_cfg, toy_data):
+def test_predict_returns_what_the_retrieval_loop_needs(tiny_model_cfg, batch):
     model = MODELS.build(tiny_model_cfg).eval()
-    out = model.val_step(batch(toy_data, range(4), split='test'))
+    out = model.val_step(batch(range(4), split='test'))
     assert set(out) == {'image_embeds', 'text_embeds', 'image_tokens', 'text_hidden', 'text_mask',
                         'image_idx', 'text_idx'}
     assert out['image_tokens'].shape == (4, 17, 48) and out['text_hidden'].shape == (4, 40, 32)
