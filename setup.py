@@ -18,9 +18,10 @@ setup(
     python_requires='>=3.10',
     packages=find_packages(include=['r2d2lib', 'r2d2lib.*']),
     install_requires=[
-        'torch>=2.2',
+        'torch>=2.6',  # torch.serialization.safe_globals; weights_only loading
         'torchvision',
-        'transformers>=4.40',
+        'numpy>=2.0',
+        'transformers>=4.56',  # from_pretrained(dtype=...)
         'timm>=0.9',
         'mmengine>=0.10,<0.11',
         'mmcv-lite>=2.0',

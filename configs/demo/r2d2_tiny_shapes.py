@@ -14,7 +14,7 @@ model = dict(
         type='ImageTextDataPreprocessor',
         image_size=image_size,
         tokenizer=dict(vocab_file=data_root + '/vocab.txt'),
-        max_length=40),
+        max_length=32),  # the longest toy caption is 30 characters + [CLS] [SEP]
     image_encoder=dict(
         type='HFCLIPVisionEncoder',
         config=dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2,

@@ -119,3 +119,22 @@ def test_mismatched_cross_encoder_width_names_the_key(tiny_model_cfg):
     cfg['text_image_encoder']['kv_width'] = 32
     with pytest.raises(ValueError, match='text_image_encoder.kv_width'):
         MODELS.build(cfg)
+
+
+def test_loss_weights_scale_the_named_losses_and_reject_unknown_names(tiny_model_cfg, batch):
+    data = batch(range(4))
+    losses = {}
+    for weights in (None, dict(fgr=0.5, gcpr=2.0)):
+        cfg = copy.deepcopy(tiny_model_cfg)
+        cfg['loss_weights'] = weights
+        torch.manual_seed(0)
+        model = MODELS.build(cfg)
+        torch.manual_seed(1)
+        losses[weights is None] = model(**model.data_preprocessor(data, True), mode='loss')
+    plain, weighted = losses[True], losses[False]
+    torch.testing.assert_close(weighted['loss_fgr'], 0.5 * plain['loss_fgr'])
+    torch.testing.assert_close(weighted['loss_gcpr'], 2.0 * plain['loss_gcpr'])
+    cfg = copy.deepcopy(tiny_model_cfg)
+    cfg['loss_weights'] = dict(mlm=1.0)
+    with pytest.raises(KeyError, match='mlm'):
+        MODELS.build(cfg)
