@@ -60,7 +60,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='RetrievalMetric')
 test_evaluator = val_evaluator
 
-max_epochs = 6
+max_epochs = 16
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.02),
@@ -73,7 +73,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=max_epochs, eta_min=1e-5,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=4)
 val_cfg = dict(type='RetrievalValLoop', top_k=16)
 test_cfg = dict(type='RetrievalTestLoop', top_k=16)
 
