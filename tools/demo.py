@@ -48,6 +48,7 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg[loader].dataset.data_root = args.data
     cfg.model.data_preprocessor.tokenizer.vocab_file = osp.join(args.data, 'vocab.txt')
     cfg.work_dir = args.work_dir
+    cfg.randomness.seed = args.seed
     cfg.train_cfg.max_epochs = args.epochs
     cfg.train_cfg.val_interval = args.val_interval
     cfg.param_scheduler[-1].end = args.epochs
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument('--val-interval', type=int, default=4, help='evaluate every N epochs')
     parser.add_argument('--num-train', type=int, default=2000, help='training images')
     parser.add_argument('--num-test', type=int, default=200, help='test images')
+    parser.add_argument('--seed', type=int, default=0, help='training seed (the corpus keeps seed 0)')
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error('--epochs must be at least 2 (one warm-up epoch, then cosine decay)')

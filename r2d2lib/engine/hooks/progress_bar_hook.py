@@ -1,4 +1,6 @@
 """A progress bar over training iterations, with the current losses."""
+import sys
+
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from tqdm import tqdm
@@ -22,8 +24,9 @@ class ProgressBarHook(Hook):
 
     def before_train(self, runner) -> None:
         if is_main_process():
-            self.bar = tqdm(total=runner.max_iters, initial=runner.iter, desc='train',
-                            unit='it', dynamic_ncols=True)
+            # redraw twice a second on a terminal, every 30 s into a log file
+            self.bar = tqdm(total=runner.max_iters, initial=runner.iter, desc='train', unit='it',
+                            dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.bar is None:
