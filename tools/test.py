@@ -4,12 +4,11 @@
 """
 import argparse
 import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 import r2d2lib  # noqa: F401
-from r2d2lib.engine import StrictRunner
+from r2d2lib.engine import StrictRunner, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,11 +28,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     runner = StrictRunner.from_cfg(cfg)
     runner.load_checkpoint(args.checkpoint)  # strict: a wrong file fails, naming the keys
     runner.test()

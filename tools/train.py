@@ -5,12 +5,11 @@
 """
 import argparse
 import os
-import os.path as osp
 
 from mmengine.config import Config, DictAction
 
 import r2d2lib  # noqa: F401  (registers the components, makes resume work on torch >= 2.6)
-from r2d2lib.engine import StrictRunner
+from r2d2lib.engine import StrictRunner, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,11 +35,7 @@ def parse_args() -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """The config with the command-line overrides applied."""
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     if args.amp:

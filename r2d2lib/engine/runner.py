@@ -1,5 +1,23 @@
-"""mmengine's Runner with strict checkpoint loading."""
+"""mmengine's Runner with strict checkpoint loading, and the config the tools hand it."""
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
 from mmengine.runner import Runner
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
+                launcher: str = 'none') -> Config:
+    """A config file with command-line overrides applied, its work dir and launcher set.
+
+    The work dir defaults to the config's own, else ``work_dirs/<config file name>``.
+    """
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict(cfg_options or {})
+    cfg.launcher = launcher
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
 
 
 class StrictRunner(Runner):
