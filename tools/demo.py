@@ -42,7 +42,7 @@ def format_table(rows: dict) -> str:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """The demo config pointed at the generated data, with a progress bar."""
+    """The demo config pointed at the generated data and the command-line settings."""
     cfg = Config.fromfile(CONFIG)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = args.data
@@ -53,8 +53,7 @@ def build_config(args: argparse.Namespace) -> Config:
     cfg.train_cfg.val_interval = args.val_interval
     cfg.param_scheduler[-1].end = args.epochs
     cfg.default_hooks.checkpoint.interval = args.epochs
-    cfg.default_hooks.logger.interval = 1000  # the progress bar shows the losses
-    cfg.custom_hooks = cfg.get('custom_hooks', []) + [dict(type='ProgressBarHook')]
+    cfg.default_hooks.logger.interval = 1000  # the config's progress bar shows the losses
     return cfg
 
 

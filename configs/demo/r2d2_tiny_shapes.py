@@ -78,4 +78,5 @@ val_cfg = dict(type='RetrievalValLoop', top_k=16)
 test_cfg = dict(type='RetrievalTestLoop', top_k=16)
 
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_epochs))
+custom_hooks = [dict(type='RandomStateHook'), dict(type='ProgressBarHook')]
 log_processor = dict(window_size=20)

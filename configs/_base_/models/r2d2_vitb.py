@@ -31,6 +31,8 @@ model = dict(
         type='CrossEncoder', width=text_width, kv_width=text_width, num_layers=6,
         num_heads=12, dropout=0.1),
     embed_dim=768,
+    projection_head=dict(type='ProjectionHead'),  # vision_proj, text_proj, image_fusion_proj
+    itm_head=dict(type='ITMHead'),  # one on each cross encoder's first token
     gcpr_loss=dict(type='GCPRLoss', temperature=0.07, temperature_range=(0.001, 0.5)),
     fgr_loss=dict(type='FGRLoss', class_weight=(1.0, 2.0)),
 )
