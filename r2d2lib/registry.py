@@ -34,8 +34,8 @@ HEADS = Registry('head', scope='r2d2lib',
 # Losses: features in, named losses out.
 LOSSES = Registry('loss', scope='r2d2lib',
                   locations=['r2d2lib.models.losses'])
-# Feature queues (weighted ring buffers); none registered yet.
-QUEUES = Registry('queue', scope='r2d2lib', locations=[])
+# Feature queues (weighted ring buffers).
+QUEUES = Registry('queue', scope='r2d2lib', locations=['r2d2lib.models.queues'])
 # Momentum teachers and distillation state; none registered yet.
 DISTILLERS = Registry('distiller', scope='r2d2lib', locations=[])
 # Datasets (retrieval annotations, the toy shapes corpus, ...).

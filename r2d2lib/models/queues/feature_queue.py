@@ -1,0 +1,65 @@
+"""Weighted momentum feature queues for target-guided distillation (TgD, Sec. 3.3)."""
+from typing import Dict
+
+import torch
+from torch import Tensor, nn
+
+from r2d2lib.models.utils import all_gather_no_grad
+from r2d2lib.registry import QUEUES
+
+
+@QUEUES.register_module()
+class FeatureQueue(nn.Module):
+    """Ring buffers of recent teacher image and text features, each slot with a weight.
+
+    TgD concatenates the current batch with these queues (Eq. 4-5) and weights
+    every queued feature by its reliability: "we decay each element in the queue
+    by a factor of 0.99 per iteration, except for the new incoming item". So each
+    :meth:`enqueue` multiplies every weight by ``decay`` and writes the incoming
+    batch, gathered from all ranks in rank order, with weight 1 at the write
+    pointer, wrapping around the end. Batch sizes need not divide ``size``; a
+    gathered batch larger than the queue keeps its last ``size`` rows.
+
+    Everything lives in buffers, so checkpoints carry the queue (features, image
+    ids, weights, pointer) and a resumed run continues with the same queue.
+    Slots never written have image id -1 and weight 0; :meth:`filled` masks them.
+
+    Args:
+        dim: feature width (the embedding dimension).
+        size: number of slots (65,536 in the paper).
+        decay: per-iteration weight decay of queued features (0.99).
+    """
+
+    def __init__(self, dim: int, size: int = 65536, decay: float = 0.99):
+        super().__init__()
+        if size < 1 or not 0.0 <= decay <= 1.0:
+            raise ValueError(f'need size >= 1 and 0 <= decay <= 1, got size={size}, decay={decay}')
+        self.size, self.decay = size, decay
+        self.register_buffer('image_feats', torch.zeros(size, dim))
+        self.register_buffer('text_feats', torch.zeros(size, dim))
+        self.register_buffer('image_ids', torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer('weights', torch.zeros(size))
+        self.register_buffer('ptr', torch.zeros((), dtype=torch.long))
+
+    def filled(self) -> Tensor:
+        """[size] bool mask of the slots that hold a feature."""
+        return self.image_ids >= 0
+
+    def state(self) -> Dict[str, Tensor]:
+        """Copies of the queued features, ids and weights (safe to keep across an enqueue)."""
+        return dict(image_feats=self.image_feats.clone(), text_feats=self.text_feats.clone(),
+                    image_ids=self.image_ids.clone(), weights=self.weights.clone())
+
+    @torch.no_grad()
+    def enqueue(self, image_feats: Tensor, text_feats: Tensor, image_ids: Tensor) -> None:
+        """Decay every weight, then write this step's batch of all ranks with weight 1."""
+        image_feats = all_gather_no_grad(image_feats.detach())[-self.size:]
+        text_feats = all_gather_no_grad(text_feats.detach())[-self.size:]
+        image_ids = all_gather_no_grad(image_ids)[-self.size:]
+        slots = (self.ptr + torch.arange(image_feats.shape[0], device=self.ptr.device)) % self.size
+        self.weights.mul_(self.decay)
+        self.image_feats[slots] = image_feats.to(self.image_feats.dtype)
+        self.text_feats[slots] = text_feats.to(self.text_feats.dtype)
+        self.image_ids[slots] = image_ids.long()
+        self.weights[slots] = 1.0
+        self.ptr.copy_((self.ptr + image_feats.shape[0]) % self.size)
