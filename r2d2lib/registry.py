@@ -36,8 +36,8 @@ LOSSES = Registry('loss', scope='r2d2lib',
                   locations=['r2d2lib.models.losses'])
 # Feature queues (weighted ring buffers).
 QUEUES = Registry('queue', scope='r2d2lib', locations=['r2d2lib.models.queues'])
-# Momentum teachers and distillation state; none registered yet.
-DISTILLERS = Registry('distiller', scope='r2d2lib', locations=[])
+# Momentum teachers and distillation state.
+DISTILLERS = Registry('distiller', scope='r2d2lib', locations=['r2d2lib.models.distillers'])
 # Datasets (retrieval annotations, the toy shapes corpus, ...).
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='r2d2lib',
                     locations=['r2d2lib.datasets'])
