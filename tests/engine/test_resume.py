@@ -16,6 +16,8 @@ def runner_cfg(model_cfg, pipeline, data_root, work_dir, max_iters, ann_file='tr
     return dict(
         model=model,
         work_dir=str(work_dir),
+        # a unique name: runners built within one second would otherwise share one logger
+        experiment_name=f'{work_dir.parent.name}-{work_dir.name}',
         default_scope='r2d2lib',
         train_dataloader=dict(
             batch_size=4, num_workers=0,
