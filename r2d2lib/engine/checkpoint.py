@@ -7,9 +7,10 @@ arrays and ``getattr`` calls. We replace the loader of local paths with one that
 
 1. tries ``weights_only=True`` with mmengine's and numpy's plain data types
    allow-listed (enough for weights-only files such as converted checkpoints), and
-2. falls back to a full unpickle only for a local file the user named (``--resume``
-   or ``load_from``), logging that it does so: a training checkpoint written by
-   your own run is trusted, like mmengine always did before torch 2.6.
+2. otherwise falls back to a full unpickle, logging that it does so. This applies
+   to every local path mmengine loads (``--resume``, ``load_from``, an ``init_cfg``
+   Pretrained file) once ``r2d2lib`` is imported: local checkpoints are trusted, as
+   mmengine always did before torch 2.6.
 
 Remote URLs keep torch's safe default; models from the Hub are loaded from
 safetensors, never through this path.
