@@ -47,7 +47,7 @@ def test_state_travels_in_the_state_dict():
         assert torch.equal(getattr(restored, key), getattr(queue, key)), key
     snapshot = queue.state()
     queue.enqueue(*batch(3, 3))
-    assert snapshot['image_ids'].tolist() == [0, 1, 2, -1, -1]  # a copy, not a view
+    assert snapshot['image_ids'].tolist() == [0, 1, 2]  # the filled slots, a copy
 
 
 def test_bad_arguments_are_clear_errors():

@@ -33,6 +33,6 @@ model = dict(
     embed_dim=768,
     projection_head=dict(type='ProjectionHead'),  # vision_proj, text_proj, image_fusion_proj
     itm_head=dict(type='ITMHead'),  # one on each cross encoder's first token
-    gcpr_loss=dict(type='GCPRLoss', temperature=0.07, temperature_range=(0.001, 0.5)),
+    contrastive_loss=dict(type='GCPRLoss', temperature=0.07, temperature_range=(0.001, 0.5)),
     fgr_loss=dict(type='FGRLoss', class_weight=(1.0, 2.0)),
 )

@@ -1,4 +1,5 @@
-"""Distillers: the momentum teacher of two-way distillation."""
+"""Distillers: the momentum teacher of two-way distillation and the FgD centre."""
+from .feature_centre import FeatureCentre
 from .momentum_teacher import MomentumTeacher
 
-__all__ = ['MomentumTeacher']
+__all__ = ['FeatureCentre', 'MomentumTeacher']

@@ -42,6 +42,18 @@ class MomentumTeacher(nn.Module):
             teacher.requires_grad_(False)
             self.teachers[name] = teacher.eval()
 
+    @torch.no_grad()
+    def sync(self, students: Dict[str, nn.Module]) -> None:
+        """Copy the students' current weights into the teachers exactly (after ``init_weights``)."""
+        self._check_names(students)
+        for name, student in students.items():
+            self.teachers[name].load_state_dict(student.state_dict())
+
+    def _check_names(self, students: Dict[str, nn.Module]) -> None:
+        if students.keys() != self.teachers.keys():
+            raise KeyError(f'students {sorted(students)} do not match the tracked '
+                           f'{sorted(self.teachers)}')
+
     def train(self, mode: bool = True) -> 'MomentumTeacher':
         """Keep the teachers in eval mode whatever the parent's mode."""
         super().train(mode)
@@ -55,9 +67,7 @@ class MomentumTeacher(nn.Module):
     @torch.no_grad()
     def update(self, students: Dict[str, nn.Module]) -> None:
         """One EMA step of every teacher towards its student (same names as :meth:`track`)."""
-        if students.keys() != self.teachers.keys():
-            raise KeyError(f'students {sorted(students)} do not match the tracked '
-                           f'{sorted(self.teachers)}')
+        self._check_names(students)
         for name, student in students.items():
             teacher = self.teachers[name]
             for t, s in zip(teacher.parameters(), student.parameters()):

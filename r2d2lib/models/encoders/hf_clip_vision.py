@@ -2,6 +2,7 @@
 from torch import Tensor, nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
+from r2d2lib.models.utils import keep_patch_tokens
 from r2d2lib.registry import ENCODERS
 
 from .base import BaseEncoder, load_hf_pretrained
@@ -48,6 +49,7 @@ class HFCLIPVisionEncoder(BaseEncoder):
     Attributes:
         width: token width C. image_size, patch_size: input and patch side.
         num_prefix_tokens: 1 (the CLS token precedes the N patch tokens).
+        num_patches: N.
     """
 
     def __init__(self, config: dict | None = None, pretrained: str | None = None,
@@ -58,14 +60,19 @@ class HFCLIPVisionEncoder(BaseEncoder):
                'attn_implementation': attn_implementation}
         self.model = CLIPVisionModel(CLIPVisionConfig(**cfg))
         # transformers 4.x nests the tower as ``vision_model``; 5.x is flat.
-        tower = getattr(self.model, 'vision_model', self.model)
-        tower.post_layernorm = nn.Identity()
+        self.tower.post_layernorm = nn.Identity()
         self.pretrained = pretrained
         self.width: int = self.model.config.hidden_size
         self.image_size: int = self.model.config.image_size
         self.patch_size: int = self.model.config.patch_size
         self.num_prefix_tokens: int = 1
+        self.num_patches: int = (self.image_size // self.patch_size) ** 2
         self._apply_frozen()
+
+    @property
+    def tower(self) -> nn.Module:
+        """The vision transformer (``embeddings``, ``pre_layrnorm``, ``encoder``)."""
+        return getattr(self.model, 'vision_model', self.model)
 
     def load_pretrained(self) -> None:
         """Strictly load ``pretrained`` (CLIPVisionModel or CLIPModel checkpoint)."""
@@ -73,7 +80,15 @@ class HFCLIPVisionEncoder(BaseEncoder):
             load_hf_pretrained(self.model, CLIPVisionModel, self.pretrained,
                                ignore_prefixes=DROPPED_PREFIXES, same_config=SAME_CONFIG)
 
-    def forward(self, pixel_values: Tensor) -> Tensor:
-        """Image tokens ``[B, 1+N, C]`` (CLS first) of images ``[B, 3, H, W]``."""
+    def forward(self, pixel_values: Tensor, patch_keep: Tensor | None = None) -> Tensor:
+        """Image tokens ``[B, 1+N, C]`` (CLS first) of images ``[B, 3, H, W]``.
+
+        ``patch_keep`` ``[B, K]``: indices of the patches to keep (after the position
+        embedding, before the transformer); the output then has ``1+K`` tokens.
+        """
         with self.grad_context():
-            return self.model(pixel_values=pixel_values).last_hidden_state
+            if patch_keep is None:
+                return self.model(pixel_values=pixel_values).last_hidden_state
+            tower = self.tower
+            tokens = keep_patch_tokens(tower.embeddings(pixel_values), patch_keep, 1)
+            return tower.encoder(inputs_embeds=tower.pre_layrnorm(tokens)).last_hidden_state

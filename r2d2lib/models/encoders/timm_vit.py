@@ -5,6 +5,7 @@ from typing import Any
 import timm
 from torch import Tensor, nn
 
+from r2d2lib.models.utils import keep_patch_tokens
 from r2d2lib.registry import ENCODERS
 
 from .base import BaseEncoder, load_state_dict_strict
@@ -60,6 +61,7 @@ class TimmViTEncoder(BaseEncoder):
     Attributes:
         width: token width C. image_size, patch_size: int when square, else (H, W).
         num_prefix_tokens: P, the tokens before the patch tokens (CLS first).
+        num_patches: N.
     """
 
     def __init__(self, model_name: str = 'vit_base_patch16_224', pretrained: bool | str = False,
@@ -80,6 +82,7 @@ class TimmViTEncoder(BaseEncoder):
         self.image_size = _side(patch_embed.img_size)
         self.patch_size = _side(patch_embed.patch_size)
         self.num_prefix_tokens: int = self.model.num_prefix_tokens
+        self.num_patches: int = patch_embed.num_patches
         self._apply_frozen()
 
     @property
@@ -105,7 +108,17 @@ class TimmViTEncoder(BaseEncoder):
             return
         load_state_dict_strict(self.model, state_dict, source, self.dropped_prefixes)
 
-    def forward(self, pixel_values: Tensor) -> Tensor:
-        """Image tokens ``[B, P+N, C]`` (CLS first) of images ``[B, 3, H, W]``."""
+    def forward(self, pixel_values: Tensor, patch_keep: Tensor | None = None) -> Tensor:
+        """Image tokens ``[B, P+N, C]`` (CLS first) of images ``[B, 3, H, W]``.
+
+        ``patch_keep`` ``[B, K]``: indices of the patches to keep (after the position
+        embedding, before the blocks); the output then has ``P+K`` tokens.
+        """
         with self.grad_context():
-            return self.model.forward_features(pixel_values)
+            if patch_keep is None:
+                return self.model.forward_features(pixel_values)
+            model = self.model
+            tokens = model._pos_embed(model.patch_embed(pixel_values))
+            tokens = keep_patch_tokens(tokens, patch_keep, self.num_prefix_tokens)
+            tokens = model.blocks(model.norm_pre(model.patch_drop(tokens)))
+            return model.norm(tokens)

@@ -24,6 +24,8 @@ class FGRLoss(nn.Module):
     official one exactly.
     """
 
+    name = 'fgr'
+
     def __init__(self, class_weight: Sequence[float] = (1.0, 2.0)):
         super().__init__()
         self.register_buffer('class_weight', torch.tensor(class_weight, dtype=torch.float32),

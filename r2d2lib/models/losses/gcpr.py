@@ -37,7 +37,14 @@ class GCPRLoss(nn.Module):
         learnable: learn tau (as the paper) or keep it fixed.
         temperature_range: tau is clamped to this range before every use
             ([0.001, 0.5], as the official code).
+
+    Attributes:
+        name: ``'gcpr'``, the model logs the loss as ``loss_gcpr``.
+        requires_queue: False; queue-based losses take the teacher and the queue too.
     """
+
+    name = 'gcpr'
+    requires_queue = False
 
     def __init__(self, temperature: float = 0.07, learnable: bool = True,
                  temperature_range: Tuple[float, float] = (0.001, 0.5)):

@@ -46,9 +46,14 @@ class FeatureQueue(nn.Module):
         return self.image_ids >= 0
 
     def state(self) -> Dict[str, Tensor]:
-        """Copies of the queued features, ids and weights (safe to keep across an enqueue)."""
-        return dict(image_feats=self.image_feats.clone(), text_feats=self.text_feats.clone(),
-                    image_ids=self.image_ids.clone(), weights=self.weights.clone())
+        """Copies of the filled slots: features ``[K, D]``, image ids and weights ``[K]``, slot order.
+
+        The losses that use the queue take this (read before the step's enqueue);
+        an empty queue gives ``K = 0``.
+        """
+        filled = self.filled()
+        return dict(image_feats=self.image_feats[filled], text_feats=self.text_feats[filled],
+                    image_ids=self.image_ids[filled], weights=self.weights[filled])
 
     @torch.no_grad()
     def enqueue(self, image_feats: Tensor, text_feats: Tensor, image_ids: Tensor) -> None:

@@ -1,4 +1,5 @@
 """Assembled vision-language models."""
+from .dual_encoder import DualEncoderModel
 from .r2d2 import R2D2Model
 
-__all__ = ['R2D2Model']
+__all__ = ['DualEncoderModel', 'R2D2Model']

@@ -53,20 +53,19 @@ def test_fgr_pairs_use_negatives_with_other_image_ids(tiny_model_cfg, batch):
     inputs = data['inputs']
     ids = inputs['image_ids']
     assert len(set(ids.tolist())) == 4  # 2 captions per image: same-id pairs in the batch
-    tokens, img_emb = model.image_features(inputs['images'])
-    hidden, txt_emb = model.text_features(inputs['input_ids'], inputs['attention_mask'])
+    features = model.train_features(inputs)
+    tokens, hidden = features.image_tokens, features.text_hidden
     captured = {}
-    original = model.itm_logits
+    original = model.cross_encode
 
     def spy(images, texts, masks):
         captured.update(images=images, texts=texts)
         return original(images, texts, masks)
 
-    model.itm_logits = spy
-    ti, it, labels, pair_mask = model._fgr_logits(tokens, img_emb, hidden, txt_emb,
-                                                 inputs['attention_mask'], ids)
+    model.cross_encode = spy
+    ti, it, labels, pair_mask = model.fgr_forward(features, hidden)
     n = ids.numel()
-    assert ti.shape == it.shape == (3 * n, 2)
+    assert ti.shape[0] == it.shape[0] == 3 * n
     assert labels.tolist() == [1] * n + [0] * (2 * n) and pair_mask.all()
     # the negative image of text i is a token sequence of an image with another id
     for i in range(n):
@@ -135,6 +134,6 @@ def test_loss_weights_scale_the_named_losses_and_reject_unknown_names(tiny_model
     torch.testing.assert_close(weighted['loss_fgr'], 0.5 * plain['loss_fgr'])
     torch.testing.assert_close(weighted['loss_gcpr'], 2.0 * plain['loss_gcpr'])
     cfg = copy.deepcopy(tiny_model_cfg)
-    cfg['loss_weights'] = dict(mlm=1.0)
+    cfg['loss_weights'] = dict(mlm=1.0)  # no mlm_head in this config: no MLM loss to weight
     with pytest.raises(KeyError, match='mlm'):
         MODELS.build(cfg)
