@@ -1,13 +1,17 @@
 """The embedded demo: generate the toy-shapes corpus, train a tiny R2D2 on CPU, print retrieval.
 
     python tools/demo.py [--epochs 16] [--data data/toy_shapes] [--work-dir work_dirs/demo]
+    python tools/demo.py --ablation [--variants r2d2 r2d2_clip wo_twd ...]
 
 Prints R@1/5/10 both ways and R@M, by embedding similarity alone and re-ranked by
-the cross encoders, next to what random ranking would score.
+the cross encoders, next to what random ranking would score. ``--ablation`` trains
+the variants of the paper's Table 3 (configs/demo/) one after another with the same
+data, seed and schedule and prints their comparison, with training speed.
 """
 import argparse
 import json
 import os.path as osp
+import time
 from math import comb
 
 from mmengine.config import Config
@@ -16,7 +20,16 @@ import r2d2lib  # noqa: F401
 from r2d2lib.datasets.toy_shapes import ensure_toy_shapes
 from r2d2lib.engine import StrictRunner
 
-CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'demo', 'r2d2_tiny_shapes.py')
+CONFIG_DIR = osp.join(osp.dirname(__file__), '..', 'configs', 'demo')
+# Table 3's rows -> demo configs (configs/demo/<file>.py)
+VARIANTS = {
+    'r2d2': ('R2D2', 'r2d2_tiny_shapes'),
+    'r2d2_clip': ('R2D2-CLIP', 'r2d2_clip_tiny_shapes'),
+    'wo_et': ('R2D2 w/o ET', 'r2d2_wo_et_tiny_shapes'),
+    'wo_twd': ('R2D2 w/o TwD', 'r2d2_wo_twd_tiny_shapes'),
+    'wo_tgd': ('R2D2 w/o TgD', 'r2d2_wo_tgd_tiny_shapes'),
+    'wo_fgd': ('R2D2 w/o FgD', 'r2d2_wo_fgd_tiny_shapes'),
+}
 KS = (1, 5, 10)
 
 
@@ -41,13 +54,14 @@ def format_table(rows: dict) -> str:
     return '\n'.join(lines)
 
 
-def build_config(args: argparse.Namespace) -> Config:
-    """The demo config pointed at the generated data and the command-line settings."""
-    cfg = Config.fromfile(CONFIG)
+def build_config(args: argparse.Namespace, config: str = 'r2d2_tiny_shapes',
+                 work_dir: str | None = None) -> Config:
+    """A demo config pointed at the generated data and the command-line settings."""
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, config + '.py'))
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = args.data
     cfg.model.data_preprocessor.tokenizer.vocab_file = osp.join(args.data, 'vocab.txt')
-    cfg.work_dir = args.work_dir
+    cfg.work_dir = work_dir or args.work_dir
     cfg.randomness.seed = args.seed
     cfg.train_cfg.max_epochs = args.epochs
     cfg.train_cfg.val_interval = args.val_interval
@@ -57,39 +71,95 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def train_and_test(cfg: Config) -> tuple[dict, float, int]:
+    """Train and test one config: test metrics (without the ``retrieval/`` prefix), seconds, iterations."""
+    runner = StrictRunner.from_cfg(cfg)
+    start = time.perf_counter()
+    runner.train()
+    seconds = time.perf_counter() - start
+    metrics = {k.split('/', 1)[1]: v for k, v in runner.test().items()}
+    return metrics, seconds, runner.iter
+
+
+def split_rankings(metrics: dict) -> tuple[dict, dict]:
+    """Embedding-similarity recalls and re-ranked recalls (empty for dual encoders)."""
+    plain = {k: v for k, v in metrics.items() if not k.startswith('rerank_')}
+    reranked = {k[len('rerank_'):]: v for k, v in metrics.items() if k.startswith('rerank_')}
+    return plain, reranked
+
+
+def run_demo(args: argparse.Namespace, summary: dict) -> None:
+    cfg = build_config(args)
+    metrics, _, _ = train_and_test(cfg)
+    plain, reranked = split_rankings(metrics)
+    rows = {'chance': chance_recalls(summary['num_test_images'], summary['num_test_texts']),
+            'embedding similarity': plain,
+            f're-ranked (top {cfg.test_cfg.top_k})': reranked}
+    print(f'\nR2D2 tiny on toy shapes, {args.epochs} epochs: retrieval on the test split (%)\n')
+    print(format_table(rows))
+    with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
+        json.dump(rows, f, indent=2)
+    print(f'\nresults: {osp.join(args.work_dir, "demo_results.json")}')
+
+
+def format_ablation(results: dict, chance: dict) -> str:
+    """Table 3 on the toy data: R@1 both ways and R@M, by embeddings and re-ranked, and speed."""
+    header = (f'{"model":<16}{"i2t R@1":>9}{"t2i R@1":>9}{"R@M":>8}{"re-ranked R@M":>15}'
+              f'{"iters":>7}{"it/s":>7}{"train s":>9}')
+    lines = [header, '-' * len(header),
+             f'{"chance":<16}{chance["i2t_R@1"]:>9.2f}{chance["t2i_R@1"]:>9.2f}{chance["R@M"]:>8.2f}']
+    for name, r in results.items():
+        rerank = f'{r["reranked"]["R@M"]:>15.2f}' if r['reranked'] else f'{"-":>15}'
+        lines.append(f'{name:<16}{r["plain"]["i2t_R@1"]:>9.2f}{r["plain"]["t2i_R@1"]:>9.2f}'
+                     f'{r["plain"]["R@M"]:>8.2f}{rerank}{r["iters"]:>7d}'
+                     f'{r["iters"] / r["seconds"]:>7.2f}{r["seconds"]:>9.0f}')
+    return '\n'.join(lines)
+
+
+def run_ablation(args: argparse.Namespace, summary: dict) -> None:
+    results = {}
+    for key in args.variants:
+        name, config = VARIANTS[key]
+        print(f'\n=== {name} ({config}.py), seed {args.seed}, {args.epochs} epochs ===')
+        cfg = build_config(args, config, work_dir=osp.join(args.work_dir, key))
+        metrics, seconds, iters = train_and_test(cfg)
+        plain, reranked = split_rankings(metrics)
+        results[name] = dict(plain=plain, reranked=reranked, seconds=seconds, iters=iters)
+    chance = chance_recalls(summary['num_test_images'], summary['num_test_texts'])
+    print(f'\nTable 3 on toy shapes: seed {args.seed}, {args.epochs} epochs, test split (%)\n')
+    print(format_ablation(results, chance))
+    out = osp.join(args.work_dir, f'ablation_seed{args.seed}.json')
+    with open(out, 'w') as f:
+        json.dump(dict(seed=args.seed, epochs=args.epochs, chance=chance, results=results), f, indent=2)
+    print(f'\nresults: {out}')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--data', default='data/toy_shapes', help='toy corpus folder (made if missing)')
-    parser.add_argument('--work-dir', default='work_dirs/demo')
+    parser.add_argument('--work-dir', default=None,
+                        help='default work_dirs/demo (work_dirs/demo_ablation with --ablation)')
     parser.add_argument('--epochs', type=int, default=16)
     parser.add_argument('--val-interval', type=int, default=4, help='evaluate every N epochs')
     parser.add_argument('--num-train', type=int, default=2000, help='training images')
     parser.add_argument('--num-test', type=int, default=200, help='test images')
     parser.add_argument('--seed', type=int, default=0, help='training seed (the corpus keeps seed 0)')
+    parser.add_argument('--ablation', action='store_true', help="train Table 3's variants and compare")
+    parser.add_argument('--variants', nargs='+', choices=sorted(VARIANTS), default=list(VARIANTS),
+                        help='variants for --ablation')
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error('--epochs must be at least 2 (one warm-up epoch, then cosine decay)')
+    args.work_dir = args.work_dir or ('work_dirs/demo_ablation' if args.ablation else 'work_dirs/demo')
 
     summary = ensure_toy_shapes(args.data, num_train=args.num_train, num_test=args.num_test,
                                 image_size=64, seed=0)
     print(f'toy corpus: {summary["num_train_images"]} train / {summary["num_test_images"]} test '
           f'images in {args.data}')
-    runner = StrictRunner.from_cfg(build_config(args))
-    runner.train()
-    metrics = {k.split('/', 1)[1]: v for k, v in runner.test().items()}
-
-    rows = {
-        'chance': chance_recalls(summary['num_test_images'], summary['num_test_texts']),
-        'embedding similarity': {k: v for k, v in metrics.items() if not k.startswith('rerank_')},
-        f're-ranked (top {runner.cfg.test_cfg.top_k})': {
-            k[len('rerank_'):]: v for k, v in metrics.items() if k.startswith('rerank_')},
-    }
-    table = format_table(rows)
-    print(f'\nR2D2 tiny on toy shapes, {args.epochs} epochs: retrieval on the test split (%)\n')
-    print(table)
-    with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
-        json.dump(rows, f, indent=2)
-    print(f'\nresults: {osp.join(args.work_dir, "demo_results.json")}')
+    if args.ablation:
+        run_ablation(args, summary)
+    else:
+        run_demo(args, summary)
 
 
 if __name__ == '__main__':

@@ -10,7 +10,8 @@ default_hooks = dict(
 )
 
 # RandomStateHook saves the RNG states in checkpoints so that a resumed run continues exactly.
-custom_hooks = [dict(type='RandomStateHook')]
+# MomentumUpdateHook moves the momentum teacher after each optimizer step (idle without one).
+custom_hooks = [dict(type='RandomStateHook'), dict(type='MomentumUpdateHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -1,6 +1,5 @@
-# R2D2 ViT-B pre-trained on the 2.3M-pair Zero corpus subset with GCPR + FGR
-# (the full objective of Eq. 8 arrives with MLM and two-way distillation).
-# 224 px, 768-d, 12-layer text encoder, 6-layer cross encoders, batch 32 per GPU, 30 epochs.
+# R2D2 ViT-B pre-trained on the 2.3M-pair subset of the Zero corpus,
+# with the full objective of Eq. 8. 224 px, batch 32 per GPU, 30 epochs (Sec. 4.1).
 _base_ = [
     '../_base_/models/r2d2_vitb.py',
     '../_base_/datasets/jsonl_retrieval_224.py',

@@ -25,9 +25,19 @@ class StrictRunner(Runner):
 
     mmengine loads checkpoints with ``strict=False`` and only logs the keys it
     could not match, so a wrong file evaluates or trains a half-random model.
-    Here every load is strict: the error names the keys. ``tools/train.py`` and
-    ``tools/test.py`` use this runner.
+    Here every load is strict: the error names the keys. Training also refuses a
+    model with a momentum teacher but no ``MomentumUpdateHook``. ``tools/train.py``
+    and ``tools/test.py`` use this runner.
     """
+
+    def train(self):
+        """Check that a model with a momentum teacher has the hook that moves it, then train."""
+        model = self.model.module if hasattr(self.model, 'module') else self.model
+        has_hook = any(type(hook).__name__ == 'MomentumUpdateHook' for hook in self.hooks)
+        if getattr(model, 'teacher', None) is not None and not has_hook:
+            raise ValueError('the model has a momentum teacher but custom_hooks has no '
+                             'MomentumUpdateHook: the teacher would never move')
+        return super().train()
 
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = True,
                         revise_keys=((r'^module.', ''),)):

@@ -1,38 +1,33 @@
-# R2D2 ViT-B (Sec. 4.1): frozen CLIP ViT-B/16 image encoder, 12-layer BERT text encoder
-# (randomly initialised, as the paper), two 6-layer cross encoders, 768-d embeddings.
-# Nothing is downloaded when the model is built: CLIP weights load in init_weights()
-# (the Runner calls it when training starts), the tokenizer on first use.
-vision_width = 768
-text_width = 768
+# R2D2 ViT-B with the full objective of Eq. 8 (Sec. 3, 4.1): the dual encoder of
+# dual_encoder_vitb.py plus two 6-layer cross encoders, and
+#   L = L_GCPR^TgD + L_FGR + L_FGD + L_MLM
+# GCPR with target-guided distillation (alpha 0.4, momentum teacher m = 0.995, weighted queues of
+# 65,536 features decayed by 0.99 per step), fine-grained ranking with hard negatives, MLM on 15% of
+# the text tokens riding the FGR pass (enhanced training), feature-guided distillation (tau_s 0.1,
+# tau_t 0.04, centred teacher). The ablation configs switch these parts off one by one.
+_base_ = ['./dual_encoder_vitb.py']
 
+text_width = 768
 model = dict(
     type='R2D2Model',
-    data_preprocessor=dict(
-        type='ImageTextDataPreprocessor',
-        image_size=224,
-        tokenizer=dict(name_or_path='hfl/chinese-roberta-wwm-ext'),
-        max_length=64),
-    image_encoder=dict(
-        type='HFCLIPVisionEncoder',
-        config=dict(hidden_size=vision_width, intermediate_size=3072, num_hidden_layers=12,
-                    num_attention_heads=12, image_size=224, patch_size=16,
-                    hidden_act='quick_gelu', layer_norm_eps=1e-5),
-        pretrained='openai/clip-vit-base-patch16',
-        frozen=True),
-    text_encoder=dict(
-        type='HFBertEncoder',
-        config=dict(vocab_size=21128, hidden_size=text_width, num_hidden_layers=12,
-                    num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512,
-                    type_vocab_size=2, layer_norm_eps=1e-12, hidden_act='gelu')),
     text_image_encoder=dict(
-        type='CrossEncoder', width=text_width, kv_width=vision_width, num_layers=6,
+        type='CrossEncoder', width=text_width, kv_width=768, num_layers=6,  # kv: the ViT width
         num_heads=12, dropout=0.1),
     image_text_encoder=dict(
         type='CrossEncoder', width=text_width, kv_width=text_width, num_layers=6,
         num_heads=12, dropout=0.1),
-    embed_dim=768,
-    projection_head=dict(type='ProjectionHead'),  # vision_proj, text_proj, image_fusion_proj
     itm_head=dict(type='ITMHead'),  # one on each cross encoder's first token
-    contrastive_loss=dict(type='GCPRLoss', temperature=0.07, temperature_range=(0.001, 0.5)),
+    contrastive_loss=dict(type='TargetDistillLoss', alpha=0.4, temperature=0.07,
+                          temperature_range=(0.001, 0.5)),
     fgr_loss=dict(type='FGRLoss', class_weight=(1.0, 2.0)),
+    mlm_head=dict(type='MLMHead'),
+    mlm_loss=dict(type='MLMLoss'),
+    enhanced_training=True,
+    teacher=dict(type='MomentumTeacher', momentum=0.995),
+    queue=dict(type='FeatureQueue', size=65536, decay=0.99),
+    fgd_loss=dict(type='FeatureDistillLoss', student_temp=0.1, teacher_temp=0.04),
+    feature_centre=dict(type='FeatureCentre', momentum=0.9),
+    text_mask_ratio=0.15,  # MLM and the FgD text student
+    patch_drop_ratio=0.15,  # the FgD image student
+    loss_weights=dict(gcpr=1.0, fgr=1.0, fgd=1.0, mlm=1.0),  # Eq. 8
 )

@@ -132,9 +132,15 @@ class _RetrievalLoopMixin:
             return torch.autocast('cuda', dtype=torch.float16)
         return contextlib.nullcontext()
 
+    def _check_model(self) -> None:
+        if self.rerank and not hasattr(self._model, 'match_features'):
+            raise ValueError(f'{self.stage}_cfg.rerank is True but {type(self._model).__name__} has no '
+                             'cross encoders (match_features); set rerank=False for dual encoders')
+
     def run(self) -> dict:
         """Embed the dataset, rank (and re-rank) both ways and evaluate."""
         stage, runner = self.stage, self.runner
+        self._check_model()
         runner.call_hook(f'before_{stage}')  # type: ignore[attr-defined]
         runner.call_hook(f'before_{stage}_epoch')  # type: ignore
         runner.model.eval()  # type: ignore[attr-defined]

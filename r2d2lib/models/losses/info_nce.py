@@ -91,8 +91,9 @@ class MoCoLoss(nn.Module):
         return self.temp
 
     def _one_way(self, queries: Tensor, keys: Tensor, negatives: Tensor) -> Tensor:
-        positive = (queries * keys.to(queries)).sum(dim=1, keepdim=True)
-        logits = torch.cat([positive, queries @ negatives.to(queries).t()], dim=1) / self.temp
+        keys, negatives = keys.detach().to(queries), negatives.detach().to(queries)
+        positive = (queries * keys).sum(dim=1, keepdim=True)
+        logits = torch.cat([positive, queries @ negatives.t()], dim=1) / self.temp
         return F.cross_entropy(logits.float(), torch.zeros_like(positive[:, 0], dtype=torch.long))
 
     def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor,

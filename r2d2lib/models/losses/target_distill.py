@@ -66,7 +66,7 @@ class TargetDistillLoss(GCPRLoss):
         """
         self.clamp_temperature_()
         temp = self.temperature
-        queue_images, queue_texts = queue['image_feats'], queue['text_feats']
+        queue_images, queue_texts = queue['image_feats'].detach(), queue['text_feats'].detach()
         all_ids = all_gather_no_grad(image_ids)
         column_ids = torch.cat([all_ids, queue['image_ids']])
         weights = torch.cat([torch.ones_like(all_ids, dtype=torch.float32), queue['weights'].float()])
@@ -79,6 +79,7 @@ class TargetDistillLoss(GCPRLoss):
             teacher_texts = torch.cat([all_gather_no_grad(teacher_text), queue_texts.to(teacher_text)])
             teacher_images = torch.cat([all_gather_no_grad(teacher_image),
                                         queue_images.to(teacher_image)])
+            teacher_image, teacher_text = teacher_image.detach(), teacher_text.detach()
             soft_i2t = (teacher_image @ teacher_texts.t() / temp).float().softmax(dim=1)
             soft_t2i = (teacher_text @ teacher_images.t() / temp).float().softmax(dim=1)
             targets_i2t = self.alpha * soft_i2t + (1 - self.alpha) * ground_truth
