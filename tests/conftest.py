@@ -42,6 +42,23 @@ def tiny_model_cfg(toy_data):
     return cfg
 
 
+# The full objective of Eq. 8 on top of TINY_MODEL: TgD (teacher + a 12-slot queue), FgD, MLM with ET.
+FULL_OBJECTIVE = dict(
+    contrastive_loss=dict(type='TargetDistillLoss', alpha=0.4),
+    teacher=dict(type='MomentumTeacher', momentum=0.9),
+    queue=dict(type='FeatureQueue', size=12, decay=0.99),
+    fgd_loss=dict(type='FeatureDistillLoss'),
+    mlm_head=dict(type='MLMHead'),
+    enhanced_training=True,
+)
+
+
+@pytest.fixture
+def tiny_full_cfg(tiny_model_cfg):
+    """The tiny R2D2 with the full objective (every loss of Eq. 8, teacher, queue)."""
+    return {**tiny_model_cfg, **copy.deepcopy(FULL_OBJECTIVE)}
+
+
 @pytest.fixture
 def pipeline32():
     """The evaluation pipeline at 32 px: load, bicubic resize (PIL), pack."""

@@ -32,16 +32,20 @@ def runner_cfg(model_cfg, pipeline, data_root, work_dir, max_iters, ann_file='tr
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1 if by_epoch else 3,
                                            by_epoch=by_epoch),
                            logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=[dict(type='RandomStateHook')],
+        custom_hooks=[dict(type='RandomStateHook'), dict(type='MomentumUpdateHook')],
         randomness=dict(seed=0),
         load_from=resume, resume=resume is not None,
         log_level='WARNING',
     )
 
 
-@pytest.mark.parametrize('by_epoch', [False, True], ids=['iter_based', 'epoch_based'])
-def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_cfg, toy_data, tmp_path,
-                                                            pipeline32, by_epoch):
+@pytest.mark.parametrize('objective,by_epoch', [('gcpr_fgr', False), ('gcpr_fgr', True), ('full', False)],
+                         ids=['iter_based', 'epoch_based', 'full_objective'])
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_cfg, tiny_full_cfg, toy_data,
+                                                            tmp_path, pipeline32, objective, by_epoch):
+    """The full objective adds teacher, queue (12 slots: wraps after 3 steps of 4), FgD centres, MLM."""
+    if objective == 'full':
+        tiny_model_cfg = tiny_full_cfg
     # iteration-based: 6 iterations, stop at 3 (mid-epoch); epoch-based: 2 epochs of 16, stop at 1
     total, stop = (2, 1) if by_epoch else (6, 3)
     straight = StrictRunner.from_cfg(
@@ -65,6 +69,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_cfg, toy_
     assert changed, 'training after the checkpoint changed nothing'
     for key in a:
         assert torch.equal(a[key], c[key]), key
+    if objective == 'full':  # the distillation state is in the compared state dict, and it moved
+        assert {'queue.weights', 'queue.ptr', 'text_centre.centre', 'contrastive_loss.temp'} <= set(a)
+        assert any(k.startswith('teacher.teachers.text_encoder.') for k in a)
+        assert int(a['queue.ptr']) == (6 * 4) % 12 and a['queue.weights'].min() < 1
+        assert a['image_centre.centre'].abs().sum() > 0
     opt_a = straight.optim_wrapper.state_dict()['state']
     opt_c = resumed.optim_wrapper.state_dict()['state']
     for idx in opt_a:
