@@ -1,10 +1,10 @@
-# make demo | make test | make lint -- each creates .venv and installs r2d2lib on first use.
+# make demo | make ablation | make test | make lint -- each creates .venv and installs r2d2lib on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo ablation test lint install clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py
+
+ablation: $(STAMP)
+	$(PY) tools/demo.py --ablation
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

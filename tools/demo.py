@@ -1,6 +1,6 @@
 """The embedded demo: generate the toy-shapes corpus, train a tiny R2D2 on CPU, print retrieval.
 
-    python tools/demo.py [--epochs 16] [--data data/toy_shapes] [--work-dir work_dirs/demo]
+    python tools/demo.py [--epochs 8] [--data data/toy_shapes] [--work-dir work_dirs/demo]
     python tools/demo.py --ablation [--variants r2d2 r2d2_clip wo_twd ...]
 
 Prints R@1/5/10 both ways and R@M, by embedding similarity alone and re-ranked by
@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument('--data', default='data/toy_shapes', help='toy corpus folder (made if missing)')
     parser.add_argument('--work-dir', default=None,
                         help='default work_dirs/demo (work_dirs/demo_ablation with --ablation)')
-    parser.add_argument('--epochs', type=int, default=16)
+    parser.add_argument('--epochs', type=int, default=8, help='1,000 iterations at 8 epochs')
     parser.add_argument('--val-interval', type=int, default=4, help='evaluate every N epochs')
     parser.add_argument('--num-train', type=int, default=2000, help='training images')
     parser.add_argument('--num-test', type=int, default=200, help='test images')

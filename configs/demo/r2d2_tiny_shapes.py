@@ -69,7 +69,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='RetrievalMetric')
 test_evaluator = val_evaluator
 
-max_epochs = 16
+max_epochs = 8  # 1,000 iterations of 32 pairs
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.02),

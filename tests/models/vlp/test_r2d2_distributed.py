@@ -2,11 +2,14 @@
 
 This pins the distributed FGR path: hard negatives are indices into the batch gathered from every
 rank, the negative image tokens / text hidden states are taken from the gathered tensors, and the
-gradients of negatives that live on another rank flow back to it.
+gradients of negatives that live on another rank flow back to it. With the full objective it also
+pins TgD over the gathered batch and a queue filled from both ranks, and the FgD centres (masking
+ratios 0, so that both runs see the same inputs; the second of two steps is compared).
 """
 import copy
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -43,11 +46,20 @@ def make_inputs(model, toy_data, pipeline):
     return model.data_preprocessor(default_collate([dataset[2 * i] for i in range(N)]), True)['inputs']
 
 
+STATE = ('queue.image_feats', 'queue.text_feats', 'queue.weights', 'queue.image_ids', 'text_centre.centre',
+         'image_centre.centre')
+
+
 def total_and_grads(model, inputs):
-    losses = model.loss(inputs)
-    loss = losses['loss_gcpr'] + losses['loss_fgr']
-    loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    """Loss and gradients of the second of two steps (the first fills the queue), and the state."""
+    for _ in range(2):
+        model.zero_grad()
+        losses = model.loss(inputs)
+        loss = sum(v for k, v in losses.items() if k.startswith('loss_'))
+        loss.backward()
+    state = {k: v.clone() for k, v in model.state_dict().items() if k in STATE}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), grads, state
 
 
 def worker(rank, world, port, cfg, toy_data, pipeline, out):
@@ -58,18 +70,21 @@ def worker(rank, world, port, cfg, toy_data, pipeline, out):
     model = build(cfg)
     inputs = make_inputs(model, toy_data, pipeline)
     half = slice(rank * N // 2, (rank + 1) * N // 2)
-    loss, grads = total_and_grads(model, {k: v[half] for k, v in inputs.items()})
+    loss, grads, state = total_and_grads(model, {k: v[half] for k, v in inputs.items()})
     dist.all_reduce(loss)
     for g in grads.values():  # what DDP does to the gradients
         dist.all_reduce(g)
         g /= world
     if rank == 0:
-        torch.save(dict(loss=loss / world, grads=grads), out)
+        torch.save(dict(loss=loss / world, grads=grads, state=state), out)
     dist.destroy_process_group()
 
 
-def test_two_processes_equal_one_process(tiny_model_cfg, toy_data, pipeline32, free_port, tmp_path,
-                                         monkeypatch):
+@pytest.mark.parametrize('objective', ['gcpr_fgr', 'full'])
+def test_two_processes_equal_one_process(tiny_model_cfg, tiny_full_cfg, toy_data, pipeline32, free_port,
+                                         tmp_path, monkeypatch, objective):
+    if objective == 'full':  # TgD with a 12-slot queue, FgD, MLM; no masking (same inputs on 1 and 2 ranks)
+        tiny_model_cfg = dict(tiny_full_cfg, text_mask_ratio=0.0, patch_drop_ratio=0.0)
     out = str(tmp_path / 'rank0.pt')
     mp.start_processes(worker, args=(2, free_port, tiny_model_cfg, toy_data, pipeline32, out),
                        nprocs=2, start_method='spawn')
@@ -77,8 +92,11 @@ def test_two_processes_equal_one_process(tiny_model_cfg, toy_data, pipeline32, f
 
     monkeypatch.setattr(r2d2_module, 'sample_hard_negatives', fixed_negatives)
     model = build(tiny_model_cfg)
-    loss, grads = total_and_grads(model, make_inputs(model, toy_data, pipeline32))
+    loss, grads, state = total_and_grads(model, make_inputs(model, toy_data, pipeline32))
     torch.testing.assert_close(result['loss'], loss, rtol=1e-5, atol=1e-6)
+    assert result['state'].keys() == state.keys() and (objective == 'gcpr_fgr') == (not state)
+    for name, value in state.items():  # queue filled in rank order == the concatenated batch
+        torch.testing.assert_close(result['state'][name], value, rtol=1e-5, atol=1e-6, msg=name)
     assert result['grads'].keys() == grads.keys()
     for name, grad in grads.items():
         torch.testing.assert_close(result['grads'][name], grad, rtol=1e-4, atol=1e-6, msg=name)
