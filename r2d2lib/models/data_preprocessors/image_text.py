@@ -27,8 +27,18 @@ def build_tokenizer(cfg: dict):
     from transformers import BertTokenizerFast
     cfg = dict(cfg)
     cfg.pop('type', None)
+    if 'name_or_path' in cfg and 'vocab_file' in cfg:
+        raise KeyError('tokenizer config has both "name_or_path" and "vocab_file"; give one')
     if 'name_or_path' in cfg:
-        return BertTokenizerFast.from_pretrained(cfg.pop('name_or_path'), **cfg)
+        name = cfg.pop('name_or_path')
+        tokenizer = BertTokenizerFast.from_pretrained(name, **cfg)
+        # transformers 5 returns a tokenizer of the special tokens alone when the files are
+        # missing (offline, not cached) instead of raising: every character would become [UNK].
+        if len(tokenizer) <= len(tokenizer.all_special_tokens):
+            raise OSError(f'tokenizer {name!r} loaded without a vocabulary ({len(tokenizer)} tokens): '
+                          'its files are not in the Hugging Face cache (HF_HUB_OFFLINE?) or the path '
+                          'is wrong')
+        return tokenizer
     if 'vocab_file' not in cfg:
         raise KeyError(f'tokenizer config needs "vocab_file" or "name_or_path", got {sorted(cfg)}')
     vocab_file = str(cfg.pop('vocab_file'))
