@@ -1,10 +1,10 @@
-# make demo | make ablation | make test | make lint -- each creates .venv and installs r2d2lib on first use.
+# make demo | make ablation | make test | make test-slow | make lint -- each creates .venv and installs r2d2lib on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo ablation test lint install clean
+.PHONY: demo ablation test test-slow lint install clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ ablation: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
 
 lint: $(STAMP)
 	$(PY) -m ruff check r2d2lib tools tests configs
