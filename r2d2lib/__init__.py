@@ -3,7 +3,7 @@
 Importing the package registers every component and installs the checkpoint loader
 that lets mmengine resume on torch >= 2.6 (see ``r2d2lib.engine.checkpoint``).
 """
-from . import datasets, engine, evaluation, models  # noqa: F401
+from . import apis, datasets, engine, evaluation, models  # noqa: F401
 from .version import __version__
 
 __all__ = ['__version__']

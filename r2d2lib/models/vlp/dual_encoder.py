@@ -6,8 +6,11 @@ feature-guided distillation live here once, and R2D2 adds its cross encoders.
 """
 from __future__ import annotations
 
+import inspect
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +39,28 @@ class TrainFeatures:
     mlm_labels: Optional[Tensor] = None  # original ids at masked positions, -100 elsewhere
     masked_hidden: Optional[Tensor] = None
     masked_embeds: Optional[Tensor] = None
+
+
+def _plain_copy(value: Any) -> Any:
+    """Copy of a config value: mappings -> dict, sequences -> list copies; other objects as they are."""
+    if isinstance(value, Mapping):
+        return {key: _plain_copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_copy(item) for item in value]
+    return value
+
+
+def constructor_config(cls: type, args: tuple, kwargs: dict) -> Dict[str, Any]:
+    """``dict(type=cls.__name__, **arguments given to cls.__init__)``, ``**kwargs`` flattened."""
+    signature = inspect.signature(cls.__init__)
+    bound = signature.bind_partial(None, *args, **kwargs).arguments  # copy and pickle pass no arguments
+    config = {'type': cls.__name__}
+    for name, value in list(bound.items())[1:]:
+        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            config.update(_plain_copy(value))
+        else:
+            config[name] = _plain_copy(value)
+    return config
 
 
 @MODELS.register_module()
@@ -75,10 +100,20 @@ class DualEncoderModel(BaseModel):
         patch_drop_ratio: share of patch tokens the FgD image student does not see.
         loss_weights: multiplier per loss name (``gcpr``, ``fgd``, ...); Eq. 8 uses 1.
         data_preprocessor: MODELS config of the preprocessor (tokenizer, mean/std).
+
+    Every instance records the arguments it was built with (:attr:`model_config`),
+    which :meth:`save_pretrained` exports; :meth:`from_pretrained` rebuilds the model
+    from a saved folder or a Hub repo (see :mod:`r2d2lib.apis.hub`).
     """
 
     #: attributes holding the losses this model computes, in logging order
     loss_attributes: Tuple[str, ...] = ('contrastive_loss', 'fgd_loss')
+
+    def __new__(cls, *args, **kwargs):
+        # Recorded here rather than in __init__ so that every subclass's own arguments are kept.
+        model = super().__new__(cls)
+        object.__setattr__(model, '_model_config', constructor_config(cls, args, kwargs))
+        return model
 
     def __init__(self, image_encoder: dict, text_encoder: dict, embed_dim: int = 768,
                  projection_head: dict = dict(type='ProjectionHead'),
@@ -217,6 +252,38 @@ class DualEncoderModel(BaseModel):
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """L2-normalised text embeddings [B, D] for retrieval."""
         return self.text_features(input_ids, attention_mask)[1]
+
+    # ----------------------------------------------------------------- Hugging Face Hub
+    @property
+    def model_config(self) -> Dict[str, Any]:
+        """The config this model was built from: ``type`` and the constructor arguments given."""
+        return _plain_copy(self._model_config)
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], model_config: Optional[dict] = None,
+                        model_card: Optional[dict] = None):
+        """Export for inference: config.json, model.safetensors, tokenizer, README.md (see
+        :func:`r2d2lib.apis.hub.save_pretrained`)."""
+        from r2d2lib.apis.hub import save_pretrained
+        return save_pretrained(self, save_directory, model_config=model_config, model_card=model_card)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: Union[str, os.PathLike], revision: Optional[str] = None,
+                        cache_dir: Optional[Union[str, os.PathLike]] = None,
+                        local_files_only: Optional[bool] = None, token: Optional[Union[str, bool]] = None,
+                        device: Optional[Union[str, torch.device]] = None,
+                        dtype: Optional[Union[str, torch.dtype]] = None):
+        """A saved folder or Hub repo of this class (or a subclass), loaded strictly, in eval mode
+        (see :func:`r2d2lib.apis.hub.from_pretrained`)."""
+        from r2d2lib.apis.hub import from_pretrained
+        return from_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
+                               local_files_only=local_files_only, token=token, device=device,
+                               dtype=dtype, model_class=cls)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """:meth:`save_pretrained` to a temporary folder and upload it (see
+        :func:`r2d2lib.apis.hub.push_to_hub` for the arguments)."""
+        from r2d2lib.apis.hub import push_to_hub
+        return push_to_hub(self, repo_id, **kwargs)
 
     # ----------------------------------------------------------------- mmengine API
     def forward(self, inputs: dict, data_samples: Optional[list] = None, mode: str = 'tensor'):

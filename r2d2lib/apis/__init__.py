@@ -1,0 +1,6 @@
+"""User-facing functions: save, load and publish models in the Hugging Face Hub layout."""
+from .hub import PretrainedConfigError, from_pretrained, load_local_checkpoint, push_to_hub, save_pretrained
+from .model_card import render_model_card
+
+__all__ = ['PretrainedConfigError', 'from_pretrained', 'load_local_checkpoint', 'push_to_hub',
+           'render_model_card', 'save_pretrained']

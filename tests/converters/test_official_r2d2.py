@@ -1,0 +1,512 @@
+"""The converter of the official R2D2 / PRD2 checkpoints.
+
+A tiny official-layout state dict (exactly the official names, from the reference key lists, at
+tiny widths and depths) is run through an independent implementation of the official forward,
+written here from ``/work/shared/reference/README.md`` alone (HF CLIP ViT and BERT, the cross
+encoders by hand), and through our converted model; embeddings and matching scores must agree.
+The real-size key lists must convert into our real-size configs exactly.
+"""
+import copy
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import BertConfig, BertModel, CLIPVisionConfig, CLIPVisionModel
+
+from r2d2lib.converters import ARCH_CONFIGS, build_converted_model, convert_official_state_dict
+from r2d2lib.converters.official_r2d2 import (
+    expected_shapes,
+    inference_model_config,
+    official_to_ours,
+    ours_to_official,
+)
+from r2d2lib.models.encoders.base import PretrainedLoadError
+from r2d2lib.registry import MODELS
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).parents[2]
+REFERENCE = Path(os.environ.get('R2D2_REFERENCE_DIR', '/work/shared/reference'))
+KEY_FILES = {'r2d2_vitb': 'r2d2_vit_base.keys.txt', 'r2d2_vitl': 'r2d2_vit_large.keys.txt',
+             'prd2_vitl': 'prd2_vit_large.keys.txt'}
+needs_reference = pytest.mark.skipif(not (REFERENCE / KEY_FILES['r2d2_vitb']).is_file(),
+                                     reason=f'official key lists not found in {REFERENCE}')
+
+# ----------------------------------------------------------------- tiny sizes
+V, VF, P, IMAGE = 48, 96, 8, 32  # ViT width, FFN width, patch, image side (ViT != text width on purpose)
+NPOS = (IMAGE // P) ** 2 + 1
+T, TF, VOCAB, TPOS = 32, 64, 64, 64  # BERT width, FFN width, vocabulary, positions
+I_W = 40  # image-text cross encoder width (!= text width, to catch a swapped kv width)
+E = 24  # retrieval embedding width
+LAYERS, HEADS = 2, 2  # every tower and cross encoder
+MAX_LENGTH = 16
+
+UNUSED_DUAL = {'visual_encoder.post_layernorm.weight', 'visual_encoder.post_layernorm.bias',
+               'text_encoder.pooler.dense.weight', 'text_encoder.pooler.dense.bias'}
+UNUSED_R2D2 = UNUSED_DUAL | {
+    f'{module}.embeddings.{name}' for module in ('text_joint_layer', 'img_joint_layer')
+    for name in ('word_embeddings.weight', 'position_embeddings.weight', 'LayerNorm.weight',
+                 'LayerNorm.bias', 'position_ids')}
+UNUSED = {'r2d2_vitb': UNUSED_R2D2, 'r2d2_vitl': UNUSED_R2D2, 'prd2_vitl': UNUSED_DUAL}
+
+VOCAB_TOKENS = (['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
+                + list('一个红色的圆蓝方块在左上绿三角形和小黄星大')
+                + ['a', 'red', 'blue', 'circle', 'square', '##s', 'on', 'the', 'left'])
+VOCAB_TOKENS += [f'[unused{i}]' for i in range(VOCAB - len(VOCAB_TOKENS))]
+TEXTS = ['一个红色的圆', '蓝色方块在左上', 'a red circle', '大的绿色三角形和小的黄色星星在上']
+
+
+def read_keys(arch: str) -> list[tuple[str, tuple, str]]:
+    """(name, shape, dtype) of every tensor of an official checkpoint, from the reference list."""
+    rows = []
+    for line in (REFERENCE / KEY_FILES[arch]).read_text().splitlines():
+        if line and not line.startswith('#'):
+            name, shape, dtype = line.split('\t')
+            rows.append((name, tuple(int(d) for d in re.findall(r'\d+', shape)), dtype))
+    return rows
+
+
+def tiny_shape(name: str) -> tuple:
+    """The shape of an official tensor in the tiny configuration, from its name."""
+    heads = {'temp': (), 'vision_proj.weight': (E, V), 'vision_proj.bias': (E,),
+             'text_proj.weight': (E, T), 'text_proj.bias': (E,),
+             'img_joint_proj.weight': (I_W, V), 'img_joint_proj.bias': (I_W,),
+             'itm_head.weight': (2, T), 'itm_head.bias': (2,),
+             'itm_head_i.weight': (2, I_W), 'itm_head_i.bias': (2,)}
+    if name in heads:
+        return heads[name]
+    module, rest = name.split('.', 1)
+    if module == 'visual_encoder':
+        special = {'embeddings.class_embedding': (V,), 'embeddings.patch_embedding.weight': (V, 3, P, P),
+                   'embeddings.position_embedding.weight': (NPOS, V)}
+        if rest in special:
+            return special[rest]
+        for suffix, shape in (('fc1.weight', (VF, V)), ('fc1.bias', (VF,)), ('fc2.weight', (V, VF))):
+            if rest.endswith(suffix):
+                return shape
+        return (V, V) if rest.endswith('proj.weight') else (V,)
+    width, kv_width, ffn = {'text_encoder': (T, None, TF), 'text_joint_layer': (T, V, 4 * T),
+                            'img_joint_layer': (I_W, T, 4 * I_W)}[module]
+    special = {'embeddings.word_embeddings.weight': (VOCAB, width),
+               'embeddings.position_embeddings.weight': (TPOS, width),
+               'embeddings.token_type_embeddings.weight': (2, width), 'embeddings.position_ids': (1, TPOS)}
+    if rest in special:
+        return special[rest]
+    if re.search(r'crossattention\.self\.(key|value)\.weight$', rest):
+        return (width, kv_width)
+    if rest.endswith('intermediate.dense.weight'):
+        return (ffn, width)
+    if rest.endswith('intermediate.dense.bias'):
+        return (ffn,)
+    if re.search(r'layer\.\d+\.output\.dense\.weight$', rest):
+        return (width, ffn)
+    return (width, width) if rest.endswith('.weight') and 'LayerNorm' not in rest else (width,)
+
+
+def tiny_official_state_dict(arch: str, seed: int = 0) -> dict:
+    """An official-layout state dict (the official names, LAYERS layers each) of seeded random values."""
+    gen = torch.Generator().manual_seed(seed)
+    state_dict = {}
+    for name, _, dtype in read_keys(arch):
+        layer = re.search(r'\.layers?\.(\d+)\.', name)
+        if layer and int(layer.group(1)) >= LAYERS:
+            continue
+        shape = tiny_shape(name)
+        if dtype == 'int64':
+            value = torch.arange(shape[-1]).expand(shape).clone()
+        elif name == 'temp':
+            value = torch.tensor(0.05)
+        elif len(shape) >= 2:
+            value = torch.randn(shape, generator=gen) / math.sqrt(math.prod(shape[1:]))
+        elif re.search(r'(norm\d?|LayerNorm)\.weight$', name):
+            value = 1 + 0.2 * torch.randn(shape, generator=gen)
+        else:
+            value = 0.2 * torch.randn(shape, generator=gen)
+        state_dict[name] = value
+    return state_dict
+
+
+def tiny_model_cfg(arch: str, vocab_file: str) -> dict:
+    """Our model config at the tiny sizes (before the converter makes it inference-only)."""
+    cfg = dict(
+        type='DualEncoderModel',
+        data_preprocessor=dict(type='ImageTextDataPreprocessor', image_size=IMAGE,
+                               tokenizer=dict(vocab_file=vocab_file), max_length=MAX_LENGTH),
+        image_encoder=dict(type='HFCLIPVisionEncoder', frozen=True,
+                           pretrained='openai/clip-vit-base-patch16',  # must be ignored
+                           config=dict(hidden_size=V, intermediate_size=VF, num_hidden_layers=LAYERS,
+                                       num_attention_heads=HEADS, image_size=IMAGE, patch_size=P)),
+        text_encoder=dict(type='HFBertEncoder',
+                          config=dict(vocab_size=VOCAB, hidden_size=T, num_hidden_layers=LAYERS,
+                                      num_attention_heads=HEADS, intermediate_size=TF,
+                                      max_position_embeddings=TPOS)),
+        embed_dim=E,
+        # training-only parts the converter must remove
+        contrastive_loss=dict(type='TargetDistillLoss', alpha=0.4),
+        teacher=dict(type='MomentumTeacher', momentum=0.995),
+        queue=dict(type='FeatureQueue', size=8, decay=0.99),
+        fgd_loss=dict(type='FeatureDistillLoss'),
+        loss_weights=dict(gcpr=1.0, fgd=1.0))
+    if arch.startswith('r2d2'):
+        cfg.update(
+            type='R2D2Model',
+            text_image_encoder=dict(type='CrossEncoder', width=T, kv_width=V, num_layers=LAYERS,
+                                    num_heads=HEADS),
+            image_text_encoder=dict(type='CrossEncoder', width=I_W, kv_width=T, num_layers=LAYERS,
+                                    num_heads=HEADS),
+            mlm_head=dict(type='MLMHead'))
+        cfg['loss_weights'] = dict(gcpr=1.0, fgr=1.0, fgd=1.0, mlm=1.0)
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def vocab_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp('vocab') / 'vocab.txt'
+    path.write_text('\n'.join(VOCAB_TOKENS) + '\n', encoding='utf-8')
+    return str(path)
+
+
+# ----------------------------------------------------------------- the official forward, independently
+def sub_state_dict(state_dict: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def linear(sd: dict, name: str, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, sd[name + '.weight'], sd[name + '.bias'])
+
+
+def reference_image_tokens(sd: dict, pixels: torch.Tensor) -> torch.Tensor:
+    """HF CLIPVisionTransformer's encoder output (before post_layernorm), as the official code."""
+    vit = CLIPVisionModel(CLIPVisionConfig(
+        hidden_size=V, intermediate_size=VF, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+        image_size=IMAGE, patch_size=P, hidden_act='quick_gelu', layer_norm_eps=1e-5,
+        attn_implementation='eager'))
+    getattr(vit, 'vision_model', vit).load_state_dict(sub_state_dict(sd, 'visual_encoder.'), strict=True)
+    return vit.eval()(pixel_values=pixels).last_hidden_state
+
+
+def reference_text_hidden(sd: dict, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """HF BertModel (with its unused pooler) loaded with text_encoder.*."""
+    bert = BertModel(BertConfig(
+        vocab_size=VOCAB, hidden_size=T, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+        intermediate_size=TF, hidden_act='gelu', layer_norm_eps=1e-12, max_position_embeddings=TPOS,
+        type_vocab_size=2, attn_implementation='eager'), add_pooling_layer=True)
+    bert.load_state_dict(sub_state_dict(sd, 'text_encoder.'), strict=True)
+    return bert.eval()(input_ids=input_ids, attention_mask=mask).last_hidden_state
+
+
+def reference_cross_encoder(sd: dict, prefix: str, x: torch.Tensor, context: torch.Tensor,
+                            x_mask, context_mask) -> torch.Tensor:
+    """The official cross encoder: per layer self-attn, cross-attn, FFN; post-LN; additive key masks."""
+    def additive(mask):
+        return None if mask is None else (1.0 - mask[:, None, None, :].float()) * -10000.0
+
+    def layer_norm(h, name):
+        return F.layer_norm(h, h.shape[-1:], sd[name + '.weight'], sd[name + '.bias'], eps=1e-12)
+
+    def attention(h, ctx, mask, name):
+        b, n, width = h.shape
+        d = width // HEADS
+        q = linear(sd, name + '.self.query', h).view(b, n, HEADS, d).transpose(1, 2)
+        k = linear(sd, name + '.self.key', ctx).view(b, -1, HEADS, d).transpose(1, 2)
+        v = linear(sd, name + '.self.value', ctx).view(b, -1, HEADS, d).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d)
+        if mask is not None:
+            scores = scores + mask
+        out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, width)
+        return layer_norm(linear(sd, name + '.output.dense', out) + h, name + '.output.LayerNorm')
+
+    num_layers = len({k.split('.')[3] for k in sd if k.startswith(prefix + '.encoder.layer.')})
+    for i in range(num_layers):
+        name = f'{prefix}.encoder.layer.{i}'
+        x = attention(x, x, additive(x_mask), name + '.attention')
+        x = attention(x, context, additive(context_mask), name + '.crossattention')
+        ffn = linear(sd, name + '.output.dense', F.gelu(linear(sd, name + '.intermediate.dense', x)))
+        x = layer_norm(ffn + x, name + '.output.LayerNorm')
+    return x
+
+
+@torch.no_grad()
+def reference_forward(sd: dict, pixels, input_ids, mask, with_match: bool = True) -> dict:
+    image_tokens = reference_image_tokens(sd, pixels)
+    text_hidden = reference_text_hidden(sd, input_ids, mask)
+    out = dict(image_embeds=F.normalize(linear(sd, 'vision_proj', image_tokens[:, 0]), dim=-1),
+               text_embeds=F.normalize(linear(sd, 'text_proj', text_hidden[:, 0]), dim=-1))
+    if with_match:
+        text_image = reference_cross_encoder(sd, 'text_joint_layer', text_hidden, image_tokens, mask, None)
+        fusion_tokens = linear(sd, 'img_joint_proj', image_tokens)
+        image_text = reference_cross_encoder(sd, 'img_joint_layer', fusion_tokens, text_hidden, None, mask)
+        out['match'] = (linear(sd, 'itm_head', text_image[:, 0]).softmax(-1)[:, 1]
+                        + linear(sd, 'itm_head_i', image_text[:, 0]).softmax(-1)[:, 1]) / 2
+    return out
+
+
+def toy_inputs(model, num_images: int = 3):
+    """Every (image, text) pair of random images and the toy texts (padded to MAX_LENGTH)."""
+    pixels = torch.randn(num_images, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(1))
+    tokens = model.tokenize(TEXTS)
+    ids, mask = tokens['input_ids'], tokens['attention_mask']
+    assert (mask == 0).any() and len(set(mask.sum(1).tolist())) == len(TEXTS)  # padded, lengths differ
+    pair_images = pixels.repeat_interleave(len(TEXTS), 0)
+    return pixels, ids, mask, pair_images, ids.repeat(num_images, 1), mask.repeat(num_images, 1)
+
+
+def check_parity(arch: str, model, official: dict) -> None:
+    pixels, ids, mask, pair_images, pair_ids, pair_mask = toy_inputs(model)
+    with_match = arch.startswith('r2d2')
+    ref = reference_forward(official, pixels, ids, mask, with_match=False)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(pixels), ref['image_embeds'], atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.encode_text(ids, mask), ref['text_embeds'], atol=1e-5, rtol=0)
+        assert model.contrastive_loss.temp.item() == official['temp'].item()
+        if with_match:
+            ref_match = reference_forward(official, pair_images, pair_ids, pair_mask)['match']
+            assert ref_match.std() > 0.02 and 0.02 < ref_match.min() and ref_match.max() < 0.98  # informative
+            torch.testing.assert_close(model.match(pair_images, pair_ids, pair_mask), ref_match,
+                                       atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------- tests: tiny parity
+@needs_reference
+def test_tiny_shapes_have_the_rank_of_the_official_ones():
+    for arch in KEY_FILES:
+        for name, shape, _ in read_keys(arch):
+            assert len(tiny_shape(name)) == len(shape), name
+
+
+@needs_reference
+@pytest.mark.parametrize('arch', ['r2d2_vitb', 'prd2_vitl'])
+def test_converted_model_reproduces_the_official_forward(arch, vocab_file):
+    official = tiny_official_state_dict(arch)
+    model = build_converted_model(arch, official, tiny_model_cfg(arch, vocab_file))
+    assert type(model).__name__ == ('R2D2Model' if arch.startswith('r2d2') else 'DualEncoderModel')
+    assert not model.training
+    assert model.teacher is None and model.queue is None and model.fgd_loss is None
+    assert type(model.contrastive_loss).__name__ == 'GCPRLoss'
+    if arch.startswith('r2d2'):
+        assert model.mlm_head is None
+    check_parity(arch, model, official)
+
+
+@needs_reference
+@pytest.mark.parametrize('arch', ['r2d2_vitb', 'prd2_vitl'])
+def test_dropped_keys_are_exactly_the_unused_ones(arch, vocab_file):
+    official = tiny_official_state_dict(arch)
+    converted, dropped = convert_official_state_dict(official, arch, tiny_model_cfg(arch, vocab_file))
+    assert set(dropped) == UNUSED[arch] and dropped == sorted(dropped)
+    assert len(converted) == len(official) - len(UNUSED[arch])
+    for name, tensor in official.items():
+        if name not in UNUSED[arch]:
+            assert converted[official_to_ours(name, arch)] is tensor
+
+
+@needs_reference
+def test_wrapped_checkpoint_with_module_prefix(vocab_file):
+    official = tiny_official_state_dict('r2d2_vitb')
+    cfg = tiny_model_cfg('r2d2_vitb', vocab_file)
+    expected, _ = convert_official_state_dict(official, 'r2d2_vitb', cfg)
+    for checkpoint in ({'model': official, 'epoch': 3, 'config': {'lr': 1e-4}},
+                       {f'module.{k}': v for k, v in official.items()},
+                       {'model': {f'module.{k}': v for k, v in official.items()}}):
+        converted, dropped = convert_official_state_dict(checkpoint, 'r2d2_vitb', cfg)
+        assert converted.keys() == expected.keys() and set(dropped) == UNUSED_R2D2
+
+
+@needs_reference
+@pytest.mark.parametrize('edit, named', [
+    (lambda sd: sd.update({'visual_encoder.extra_proj.weight': torch.zeros(2, 2)}),
+     'visual_encoder.extra_proj.weight'),
+    (lambda sd: sd.update({'itm_head_j.weight': torch.zeros(2, 2)}), 'itm_head_j.weight'),
+    (lambda sd: sd.update({'text_joint_layer.encoder.layer.2.output.dense.bias': torch.zeros(T)}),
+     'text_joint_layer.encoder.layer.2.output.dense.bias'),
+    (lambda sd: sd.pop('itm_head_i.bias'), 'itm_head_i.bias'),
+    (lambda sd: sd.pop('visual_encoder.encoder.layers.1.mlp.fc2.weight'),
+     'visual_encoder.encoder.layers.1.mlp.fc2.weight'),
+    (lambda sd: sd.update({'text_proj.weight': torch.zeros(E, T + 1)}), 'text_proj.weight'),
+    (lambda sd: sd.update({'temp': torch.zeros(1)}), 'temp'),
+], ids=['extra-no-rule-prefix', 'extra-no-rule', 'extra-layer', 'missing-head', 'missing-vit', 'shape',
+        'shape-temp'])
+def test_unmatched_missing_or_wrong_shaped_tensors_raise_naming_them(edit, named, vocab_file):
+    official = tiny_official_state_dict('r2d2_vitb')
+    edit(official)
+    with pytest.raises(PretrainedLoadError, match=re.escape(named)):
+        convert_official_state_dict(official, 'r2d2_vitb', tiny_model_cfg('r2d2_vitb', vocab_file))
+
+
+@needs_reference
+def test_every_problem_is_listed_at_once(vocab_file):
+    official = tiny_official_state_dict('r2d2_vitb')
+    official['foo.bar'] = torch.zeros(1)
+    del official['vision_proj.bias']
+    official['img_joint_proj.weight'] = torch.zeros(3, 3)
+    with pytest.raises(PretrainedLoadError) as info:
+        convert_official_state_dict(official, 'r2d2_vitb', tiny_model_cfg('r2d2_vitb', vocab_file))
+    message = str(info.value)
+    assert 'foo.bar' in message and 'vision_proj.bias (-> vision_proj.bias)' in message
+    assert 'img_joint_proj.weight (-> image_fusion_proj.weight)' in message and '(3, 3)' in message
+
+
+@needs_reference
+def test_r2d2_checkpoint_is_not_a_prd2_one(vocab_file):
+    with pytest.raises(PretrainedLoadError, match=r'unexpected keys \(120\): img_joint_layer\.'):
+        convert_official_state_dict(tiny_official_state_dict('r2d2_vitb'), 'prd2_vitl',
+                                    tiny_model_cfg('prd2_vitl', vocab_file))
+    with pytest.raises(PretrainedLoadError, match='missing keys'):
+        convert_official_state_dict(tiny_official_state_dict('prd2_vitl'), 'r2d2_vitb',
+                                    tiny_model_cfg('r2d2_vitb', vocab_file))
+
+
+@needs_reference
+def test_a_real_checkpoint_of_another_arch_is_named():
+    with pytest.raises(PretrainedLoadError, match="like r2d2_vitl, not r2d2_vitb: try arch 'r2d2_vitl'"):
+        convert_official_state_dict(meta_state_dict('r2d2_vitl'), 'r2d2_vitb')
+    with pytest.raises(PretrainedLoadError, match="looks like r2d2_vitl, not prd2_vitl"):
+        convert_official_state_dict(meta_state_dict('r2d2_vitl'), 'prd2_vitl')
+
+
+def test_bad_inputs():
+    with pytest.raises(KeyError, match='r2d2_vith'):
+        convert_official_state_dict({}, 'r2d2_vith')
+    with pytest.raises(TypeError, match='epoch'):
+        convert_official_state_dict({'epoch': 3}, 'r2d2_vitb')
+
+
+# ----------------------------------------------------------------- tests: real-size key lists
+def meta_state_dict(arch: str) -> dict:
+    return {name: torch.empty(shape, dtype=getattr(torch, dtype), device='meta')
+            for name, shape, dtype in read_keys(arch)}
+
+
+@needs_reference
+@pytest.mark.parametrize('arch', list(KEY_FILES))
+def test_real_size_key_lists_convert_into_our_configs_exactly(arch):
+    official = meta_state_dict(arch)
+    converted, dropped = convert_official_state_dict(official, arch)  # our ARCH_CONFIGS model
+    assert set(dropped) == UNUSED[arch]
+    ours = expected_shapes(arch)
+    assert converted.keys() == ours.keys()
+    assert all(converted[k].shape == ours[k] for k in ours)
+    assert len(converted) == {'r2d2_vitb': 717, 'r2d2_vitl': 909, 'prd2_vitl': 591}[arch]
+    for name in official:  # the rename is one to one
+        if name not in UNUSED[arch]:
+            assert ours_to_official(official_to_ours(name, arch), arch) == name
+
+
+def test_inference_configs_have_no_training_parts():
+    for arch, path in ARCH_CONFIGS.items():
+        assert (ROOT / path).is_file()
+        cfg = inference_model_config(arch)
+        assert cfg['image_encoder']['pretrained'] is None and cfg['text_encoder']['pretrained'] is None
+        assert cfg['teacher'] is None and cfg['queue'] is None and cfg['fgd_loss'] is None
+        assert cfg['contrastive_loss']['type'] == 'GCPRLoss'
+        assert cfg['type'] == ('R2D2Model' if arch.startswith('r2d2') else 'DualEncoderModel')
+        if arch.startswith('r2d2'):
+            assert cfg['mlm_head'] is None
+    assert inference_model_config('r2d2_vitl')['text_image_encoder']['kv_width'] == 1024
+
+
+# ----------------------------------------------------------------- tests: the command-line tool
+TOOL = ROOT / 'tools' / 'convert' / 'official_r2d2.py'
+
+
+def write_tiny_config(tmp_path: Path, arch: str, vocab_file: str) -> Path:
+    path = tmp_path / f'tiny_{arch}.py'
+    path.write_text(f'model = {tiny_model_cfg(arch, vocab_file)!r}\n')
+    return path
+
+
+def load_output_dir(out_dir: Path):
+    """The model the tool wrote: with r2d2lib.apis.hub's save_pretrained (config.json names the
+    ``architecture``) or the tool's fallback (config.json is the model config)."""
+    files = {p.name for p in out_dir.iterdir()}
+    assert {'config.json', 'model.safetensors'} <= files
+    config = json.loads((out_dir / 'config.json').read_text())
+    if 'architecture' in config:
+        from r2d2lib.apis.hub import from_pretrained
+        return from_pretrained(str(out_dir))
+    from safetensors.torch import load_file
+    assert files == {'config.json', 'model.safetensors'}
+    model = MODELS.build(config)
+    model.load_state_dict(load_file(str(out_dir / 'model.safetensors')), strict=True)
+    return model.eval()
+
+
+@needs_reference
+def test_tool_converts_a_checkpoint_file(tmp_path, vocab_file):
+    arch = 'r2d2_vitb'
+    official = tiny_official_state_dict(arch)
+    src = tmp_path / 'r2d2_tiny.pth'
+    torch.save({'model': official, 'epoch': 7, 'config': {'image_res': IMAGE}}, src)
+    config = write_tiny_config(tmp_path, arch, vocab_file)
+    out_dir = tmp_path / 'out'
+    result = subprocess.run(
+        [sys.executable, str(TOOL), str(src), str(out_dir), '--arch', arch, '--config', str(config),
+         '--tokenizer', vocab_file],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={'HF_HUB_OFFLINE': '1', 'PATH': '/usr/bin:/bin', 'OMP_NUM_THREADS': '1'})
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert f'tensors mapped: {len(official) - len(UNUSED_R2D2)}' in out
+    assert f'dropped by name (unused by the official model): {len(UNUSED_R2D2)}' in out
+    assert all(name in out for name in UNUSED_R2D2)
+    assert 'parameters: ' in out
+    model = load_output_dir(out_dir)
+    check_parity(arch, model, official)
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('convert_official_r2d2', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_reference
+def test_tool_unpickles_fully_only_with_allow_pickle(tmp_path, vocab_file, capsys):
+    import argparse
+    tool = load_tool()
+    arch = 'prd2_vitl'
+    official = tiny_official_state_dict(arch)
+    src = tmp_path / 'prd2_tiny.pth'
+    torch.save({'model': official, 'args': argparse.Namespace(lr=1e-4)}, src)  # not weights-only
+    argv = [str(src), str(tmp_path / 'out'), '--arch', arch, '--config',
+            str(write_tiny_config(tmp_path, arch, vocab_file))]
+    with pytest.raises(SystemExit, match='--allow-pickle'):
+        tool.main(argv)
+    assert not (tmp_path / 'out').exists()
+    tool.main(argv + ['--allow-pickle'])
+    assert 'unpickling it fully' in capsys.readouterr().err
+    check_parity(arch, load_output_dir(tmp_path / 'out'), official)
+
+
+@needs_reference
+def test_tool_fallback_without_the_hub_module(tmp_path, vocab_file, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'r2d2lib.apis.hub', None)  # as if r2d2lib.apis.hub did not exist
+    arch = 'r2d2_vitb'
+    official = tiny_official_state_dict(arch)
+    src = tmp_path / 'r2d2_tiny.pth'
+    torch.save(official, src)
+    load_tool().main([str(src), str(tmp_path / 'out'), '--arch', arch, '--config',
+                      str(write_tiny_config(tmp_path, arch, vocab_file))])
+    assert 'architecture' not in json.loads((tmp_path / 'out' / 'config.json').read_text())
+    check_parity(arch, load_output_dir(tmp_path / 'out'), official)
+
+
+def test_tool_refuses_a_missing_file(tmp_path):
+    with pytest.raises(SystemExit, match='not a file'):
+        load_tool().main([str(tmp_path / 'nope.pth'), str(tmp_path / 'out'), '--arch', 'r2d2_vitb'])
+
+
+def test_inference_config_leaves_the_callers_dict_alone(vocab_file):
+    a = tiny_model_cfg('r2d2_vitb', vocab_file)
+    b = copy.deepcopy(a)
+    inference_model_config('r2d2_vitb', a)
+    assert a == b

@@ -1,0 +1,140 @@
+"""Convert an official R2D2 / PRD2 checkpoint (a PyTorch pickle) into an r2d2lib model directory.
+
+    python tools/convert/official_r2d2.py r2d2_vit_base.pth out/r2d2_vitb --arch r2d2_vitb
+    python tools/convert/official_r2d2.py prd2_vit_large.pth out/prd2_vitl --arch prd2_vitl
+
+Every official tensor is renamed to our names (see docs/converters.md); the few the official
+model never uses are dropped by name and listed; anything else that does not match our model
+key for key and shape for shape stops the conversion with the offending names. The file is
+read with ``torch.load(weights_only=True)``; a checkpoint that needs a full unpickle is refused
+unless ``--allow-pickle`` is given (unpickling can run arbitrary code: only for trusted files).
+Fine-tuned retrieval and matching checkpoints convert with the ``r2d2_*`` arch of their ViT.
+"""
+import argparse
+import inspect
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import torch
+
+from r2d2lib.converters.official_r2d2 import (
+    ARCH_CONFIGS,
+    build_inference_model,
+    convert_official_state_dict,
+    inference_model_config,
+    load_converted,
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('src', help='official checkpoint (.pth)')
+    parser.add_argument('out_dir', help='directory to write the converted model to')
+    parser.add_argument('--arch', required=True, choices=sorted(ARCH_CONFIGS),
+                        help='architecture of the checkpoint')
+    parser.add_argument('--config', default=None,
+                        help='config file whose `model` to convert into (default: per arch, '
+                             + ', '.join(f'{k}: {v}' for k, v in ARCH_CONFIGS.items()) + ')')
+    parser.add_argument('--tokenizer', default=None,
+                        help='tokenizer to configure instead of the config\'s (a local folder or Hub id, '
+                             'or a WordPiece vocab.txt), e.g. when the Hub one is not cached offline')
+    parser.add_argument('--allow-pickle', action='store_true',
+                        help='fall back to a full unpickle if the file holds more than tensors and '
+                             'plain data (runs code from the file: only for files you trust)')
+    return parser.parse_args(argv)
+
+
+def load_checkpoint(path: str, allow_pickle: bool):
+    """``torch.load`` weights-only; a full unpickle only with ``allow_pickle``."""
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as error:
+        if not allow_pickle:
+            raise SystemExit(
+                f'error: {path} cannot be loaded weights-only: it holds Python objects beyond tensors '
+                f'and plain data.\n  torch says: {str(error).splitlines()[0]}\n'
+                '  If you trust this file, rerun with --allow-pickle to unpickle it fully '
+                '(unpickling can execute code from the file).') from None
+    print(f'warning: {path} holds Python objects beyond tensors; unpickling it fully '
+          '(--allow-pickle)', file=sys.stderr)
+    return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def find_save_pretrained():
+    """``r2d2lib.apis.hub.save_pretrained``, or None where that module does not exist."""
+    try:
+        from r2d2lib.apis.hub import save_pretrained
+    except ModuleNotFoundError as error:
+        if error.name not in ('r2d2lib.apis', 'r2d2lib.apis.hub'):
+            raise
+        return None
+    return save_pretrained
+
+
+def check_tokenizer(model_cfg: dict) -> None:
+    """Build the configured tokenizer now (save_pretrained writes its files), failing with a hint."""
+    from r2d2lib.registry import MODELS
+    preprocessor = MODELS.build(model_cfg.get('data_preprocessor') or dict(type='ImageTextDataPreprocessor'))
+    try:
+        preprocessor.tokenizer  # noqa: B018 (built on first access)
+    except OSError as error:
+        raise SystemExit(f'error: the tokenizer {preprocessor.tokenizer_cfg} cannot be built: {error}\n'
+                         '  The converted model is saved with its tokenizer files: pass --tokenizer with a '
+                         'local tokenizer folder or vocab.txt (chinese-roberta-wwm-ext\'s).') from None
+
+
+def save(save_pretrained, model: torch.nn.Module, converted: dict, model_cfg: dict, out_dir: Path,
+         meta: dict) -> list:
+    """Write ``out_dir`` with ``save_pretrained`` (r2d2lib.apis.hub) if given, else the fallback."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if save_pretrained is not None:
+        if 'model_config' in inspect.signature(save_pretrained).parameters:
+            save_pretrained(model, str(out_dir), model_config=model_cfg)
+        else:
+            save_pretrained(model, str(out_dir))
+        return sorted(p.name for p in out_dir.iterdir())
+    # TODO(hub): fallback for a checkout without r2d2lib.apis.hub (written concurrently with this
+    # tool): model.safetensors + config.json holding the model config dict. Remove it once
+    # r2d2lib.apis.hub is part of the library, so that there is one output format.
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in converted.items()}, str(out_dir / 'model.safetensors'),
+              metadata={'format': 'pt', **meta})
+    (out_dir / 'config.json').write_text(json.dumps(model_cfg, indent=2, ensure_ascii=False) + '\n',
+                                         encoding='utf-8')
+    return ['config.json', 'model.safetensors']
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if not Path(args.src).is_file():
+        raise SystemExit(f'error: {args.src} is not a file')
+    model_cfg = inference_model_config(args.arch, args.config)
+    if args.tokenizer is not None:
+        key = 'vocab_file' if Path(args.tokenizer).is_file() else 'name_or_path'
+        model_cfg['data_preprocessor'] = {'type': 'ImageTextDataPreprocessor',
+                                          **(model_cfg.get('data_preprocessor') or {}),
+                                          'tokenizer': {key: args.tokenizer}}
+    save_pretrained = find_save_pretrained()
+    if save_pretrained is not None:
+        check_tokenizer(model_cfg)  # before the long part
+    checkpoint = load_checkpoint(args.src, args.allow_pickle)
+    converted, dropped = convert_official_state_dict(checkpoint, args.arch, model_cfg, source=args.src)
+    # the config's initial temperature says what the checkpoint holds (its tensor is loaded anyway)
+    model_cfg['contrastive_loss']['temperature'] = float(converted['contrastive_loss.temp'])
+    model = load_converted(build_inference_model(args.arch, model_cfg), converted)
+    params = sum(p.numel() for p in model.parameters())
+    print(f'{args.src} ({args.arch}, model config {args.config or ARCH_CONFIGS[args.arch]}):')
+    print(f'  tensors mapped: {len(converted)}')
+    print(f'  dropped by name (unused by the official model): {len(dropped)}')
+    for name in dropped:
+        print(f'    {name}')
+    print(f'  parameters: {params:,} ({type(model).__name__})')
+    written = save(save_pretrained, model, converted, model_cfg, Path(args.out_dir),
+                   meta=dict(arch=args.arch, source=Path(args.src).name))
+    print(f'wrote {args.out_dir}: {", ".join(written)}')
+
+
+if __name__ == '__main__':
+    main()
