@@ -4,6 +4,7 @@ Importing the package registers every component and installs the checkpoint load
 that lets mmengine resume on torch >= 2.6 (see ``r2d2lib.engine.checkpoint``).
 """
 from . import apis, datasets, engine, evaluation, models  # noqa: F401
+from .apis.model_zoo import get_model, list_models
 from .version import __version__
 
-__all__ = ['__version__']
+__all__ = ['__version__', 'get_model', 'list_models']

@@ -1,4 +1,5 @@
 """Converters of third-party checkpoints into r2d2lib models."""
+from .chinese_clip import convert_chinese_clip, model_config_from_hf
 from .official_r2d2 import (
                             ARCH_CONFIGS,
                             build_converted_model,
@@ -8,4 +9,5 @@ from .official_r2d2 import (
 )
 
 __all__ = ['ARCH_CONFIGS', 'build_converted_model', 'build_inference_model',
-           'convert_official_state_dict', 'inference_model_config']
+           'convert_chinese_clip', 'convert_official_state_dict', 'inference_model_config',
+           'model_config_from_hf']

@@ -1,4 +1,5 @@
 """CLIP ViT image encoder (transformers ``CLIPVisionModel``): R2D2's image tower."""
+import torch
 from torch import Tensor, nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
@@ -34,16 +35,27 @@ class HFCLIPVisionEncoder(BaseEncoder):
     R2D2 (like the official code) does not use, so it is replaced by ``nn.Identity``
     (an unused parameter would break DDP without ``find_unused_parameters``).
 
+    ``cls_post_layernorm=True`` keeps ``post_layernorm`` and applies it to the CLS
+    token only: token 0 is then transformers' ``pooler_output`` (the CLS state after
+    the final LayerNorm) and the patch tokens stay ``last_hidden_state``. This is the
+    image feature of CLIP-style models whose projection reads the normalised CLS
+    (OpenAI CLIP's and Chinese-CLIP's ``ln_post(x[:, 0]) @ proj``), so their towers
+    import exactly (see :mod:`r2d2lib.converters.chinese_clip`). The default (False)
+    is R2D2's: every token before ``post_layernorm``, which is not built.
+
     Args:
         config: ``CLIPVisionConfig`` fields, merged over the ViT-B/16 values of
             ``openai/clip-vit-base-patch16`` (``None``: exactly those).
         pretrained: local directory or hub id of a ``CLIPVisionModel`` or a full
             ``CLIPModel`` checkpoint, loaded strictly by :meth:`init_weights` (never
-            at build). The text tower, projections and ``post_layernorm`` are dropped
-            by name; any other missing, unexpected or wrong-shaped key raises.
+            at build). The text tower, projections and ``post_layernorm`` (unless
+            ``cls_post_layernorm``) are dropped by name; any other missing,
+            unexpected or wrong-shaped key raises.
         frozen: freeze the encoder (see :class:`BaseEncoder`).
         attn_implementation: ``'sdpa'`` (default) or ``'eager'`` (or any other
             transformers attention backend); overrides one given in ``config``.
+        cls_post_layernorm: apply ``post_layernorm`` to the CLS token (see above); it
+            is then built, trained and loaded from ``pretrained`` instead of dropped.
         init_cfg: mmengine initialisation config.
 
     Attributes:
@@ -54,13 +66,15 @@ class HFCLIPVisionEncoder(BaseEncoder):
 
     def __init__(self, config: dict | None = None, pretrained: str | None = None,
                  frozen: bool = False, attn_implementation: str = 'sdpa',
-                 init_cfg: dict | list[dict] | None = None):
+                 cls_post_layernorm: bool = False, init_cfg: dict | list[dict] | None = None):
         super().__init__(frozen=frozen, init_cfg=init_cfg)
         cfg = {**CLIP_VIT_B16_CONFIG, **(config or {}),
                'attn_implementation': attn_implementation}
         self.model = CLIPVisionModel(CLIPVisionConfig(**cfg))
-        # transformers 4.x nests the tower as ``vision_model``; 5.x is flat.
-        self.tower.post_layernorm = nn.Identity()
+        self.cls_post_layernorm = cls_post_layernorm
+        if not cls_post_layernorm:
+            # transformers 4.x nests the tower as ``vision_model``; 5.x is flat.
+            self.tower.post_layernorm = nn.Identity()
         self.pretrained = pretrained
         self.width: int = self.model.config.hidden_size
         self.image_size: int = self.model.config.image_size
@@ -77,8 +91,10 @@ class HFCLIPVisionEncoder(BaseEncoder):
     def load_pretrained(self) -> None:
         """Strictly load ``pretrained`` (CLIPVisionModel or CLIPModel checkpoint)."""
         if self.pretrained:
+            dropped = tuple(p for p in DROPPED_PREFIXES
+                            if not (self.cls_post_layernorm and 'post_layernorm' in p))
             load_hf_pretrained(self.model, CLIPVisionModel, self.pretrained,
-                               ignore_prefixes=DROPPED_PREFIXES, same_config=SAME_CONFIG)
+                               ignore_prefixes=dropped, same_config=SAME_CONFIG)
 
     def forward(self, pixel_values: Tensor, patch_keep: Tensor | None = None) -> Tensor:
         """Image tokens ``[B, 1+N, C]`` (CLS first) of images ``[B, 3, H, W]``.
@@ -87,8 +103,12 @@ class HFCLIPVisionEncoder(BaseEncoder):
         embedding, before the transformer); the output then has ``1+K`` tokens.
         """
         with self.grad_context():
-            if patch_keep is None:
-                return self.model(pixel_values=pixel_values).last_hidden_state
             tower = self.tower
-            tokens = keep_patch_tokens(tower.embeddings(pixel_values), patch_keep, 1)
-            return tower.encoder(inputs_embeds=tower.pre_layrnorm(tokens)).last_hidden_state
+            if patch_keep is None:
+                tokens = self.model(pixel_values=pixel_values).last_hidden_state
+            else:
+                tokens = keep_patch_tokens(tower.embeddings(pixel_values), patch_keep, 1)
+                tokens = tower.encoder(inputs_embeds=tower.pre_layrnorm(tokens)).last_hidden_state
+            if self.cls_post_layernorm:
+                tokens = torch.cat([tower.post_layernorm(tokens[:, :1]), tokens[:, 1:]], dim=1)
+            return tokens
