@@ -2,7 +2,7 @@
 
 A tiny official-layout state dict (exactly the official names, from the reference key lists, at
 tiny widths and depths) is run through an independent implementation of the official forward,
-written here from ``/work/shared/reference/README.md`` alone (HF CLIP ViT and BERT, the cross
+written here from the reference description of the official release alone (HF CLIP ViT and BERT, the cross
 encoders by hand), and through our converted model; embeddings and matching scores must agree.
 The real-size key lists must convert into our real-size configs exactly.
 """
@@ -10,7 +10,6 @@ import copy
 import importlib.util
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel, CLIPVisionConfig, CLIPVisionModel
 
+from r2d2lib.apis.hub import from_pretrained
 from r2d2lib.converters import ARCH_CONFIGS, build_converted_model, convert_official_state_dict
 from r2d2lib.converters.official_r2d2 import (
     expected_shapes,
@@ -29,16 +29,13 @@ from r2d2lib.converters.official_r2d2 import (
     ours_to_official,
 )
 from r2d2lib.models.encoders.base import PretrainedLoadError
-from r2d2lib.registry import MODELS
 
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).parents[2]
-REFERENCE = Path(os.environ.get('R2D2_REFERENCE_DIR', '/work/shared/reference'))
+REFERENCE = Path(__file__).parent / 'official_keys'  # the official key lists (name, shape, dtype)
 KEY_FILES = {'r2d2_vitb': 'r2d2_vit_base.keys.txt', 'r2d2_vitl': 'r2d2_vit_large.keys.txt',
              'prd2_vitl': 'prd2_vit_large.keys.txt'}
-needs_reference = pytest.mark.skipif(not (REFERENCE / KEY_FILES['r2d2_vitb']).is_file(),
-                                     reason=f'official key lists not found in {REFERENCE}')
 
 # ----------------------------------------------------------------- tiny sizes
 V, VF, P, IMAGE = 48, 96, 8, 32  # ViT width, FFN width, patch, image side (ViT != text width on purpose)
@@ -275,14 +272,12 @@ def check_parity(arch: str, model, official: dict) -> None:
 
 
 # ----------------------------------------------------------------- tests: tiny parity
-@needs_reference
 def test_tiny_shapes_have_the_rank_of_the_official_ones():
     for arch in KEY_FILES:
         for name, shape, _ in read_keys(arch):
             assert len(tiny_shape(name)) == len(shape), name
 
 
-@needs_reference
 @pytest.mark.parametrize('arch', ['r2d2_vitb', 'prd2_vitl'])
 def test_converted_model_reproduces_the_official_forward(arch, vocab_file):
     official = tiny_official_state_dict(arch)
@@ -296,7 +291,6 @@ def test_converted_model_reproduces_the_official_forward(arch, vocab_file):
     check_parity(arch, model, official)
 
 
-@needs_reference
 @pytest.mark.parametrize('arch', ['r2d2_vitb', 'prd2_vitl'])
 def test_dropped_keys_are_exactly_the_unused_ones(arch, vocab_file):
     official = tiny_official_state_dict(arch)
@@ -308,7 +302,6 @@ def test_dropped_keys_are_exactly_the_unused_ones(arch, vocab_file):
             assert converted[official_to_ours(name, arch)] is tensor
 
 
-@needs_reference
 def test_wrapped_checkpoint_with_module_prefix(vocab_file):
     official = tiny_official_state_dict('r2d2_vitb')
     cfg = tiny_model_cfg('r2d2_vitb', vocab_file)
@@ -320,7 +313,6 @@ def test_wrapped_checkpoint_with_module_prefix(vocab_file):
         assert converted.keys() == expected.keys() and set(dropped) == UNUSED_R2D2
 
 
-@needs_reference
 @pytest.mark.parametrize('edit, named', [
     (lambda sd: sd.update({'visual_encoder.extra_proj.weight': torch.zeros(2, 2)}),
      'visual_encoder.extra_proj.weight'),
@@ -341,7 +333,6 @@ def test_unmatched_missing_or_wrong_shaped_tensors_raise_naming_them(edit, named
         convert_official_state_dict(official, 'r2d2_vitb', tiny_model_cfg('r2d2_vitb', vocab_file))
 
 
-@needs_reference
 def test_every_problem_is_listed_at_once(vocab_file):
     official = tiny_official_state_dict('r2d2_vitb')
     official['foo.bar'] = torch.zeros(1)
@@ -354,7 +345,6 @@ def test_every_problem_is_listed_at_once(vocab_file):
     assert 'img_joint_proj.weight (-> image_fusion_proj.weight)' in message and '(3, 3)' in message
 
 
-@needs_reference
 def test_r2d2_checkpoint_is_not_a_prd2_one(vocab_file):
     with pytest.raises(PretrainedLoadError, match=r'unexpected keys \(120\): img_joint_layer\.'):
         convert_official_state_dict(tiny_official_state_dict('r2d2_vitb'), 'prd2_vitl',
@@ -364,7 +354,6 @@ def test_r2d2_checkpoint_is_not_a_prd2_one(vocab_file):
                                     tiny_model_cfg('r2d2_vitb', vocab_file))
 
 
-@needs_reference
 def test_a_real_checkpoint_of_another_arch_is_named():
     with pytest.raises(PretrainedLoadError, match="like r2d2_vitl, not r2d2_vitb: try arch 'r2d2_vitl'"):
         convert_official_state_dict(meta_state_dict('r2d2_vitl'), 'r2d2_vitb')
@@ -385,7 +374,6 @@ def meta_state_dict(arch: str) -> dict:
             for name, shape, dtype in read_keys(arch)}
 
 
-@needs_reference
 @pytest.mark.parametrize('arch', list(KEY_FILES))
 def test_real_size_key_lists_convert_into_our_configs_exactly(arch):
     official = meta_state_dict(arch)
@@ -424,22 +412,13 @@ def write_tiny_config(tmp_path: Path, arch: str, vocab_file: str) -> Path:
 
 
 def load_output_dir(out_dir: Path):
-    """The model the tool wrote: with r2d2lib.apis.hub's save_pretrained (config.json names the
-    ``architecture``) or the tool's fallback (config.json is the model config)."""
+    """The model the tool wrote (a ``save_pretrained`` folder), loaded strictly."""
     files = {p.name for p in out_dir.iterdir()}
     assert {'config.json', 'model.safetensors'} <= files
-    config = json.loads((out_dir / 'config.json').read_text())
-    if 'architecture' in config:
-        from r2d2lib.apis.hub import from_pretrained
-        return from_pretrained(str(out_dir))
-    from safetensors.torch import load_file
-    assert files == {'config.json', 'model.safetensors'}
-    model = MODELS.build(config)
-    model.load_state_dict(load_file(str(out_dir / 'model.safetensors')), strict=True)
-    return model.eval()
+    assert json.loads((out_dir / 'config.json').read_text())['architecture']
+    return from_pretrained(str(out_dir))
 
 
-@needs_reference
 def test_tool_converts_a_checkpoint_file(tmp_path, vocab_file):
     arch = 'r2d2_vitb'
     official = tiny_official_state_dict(arch)
@@ -469,7 +448,6 @@ def load_tool():
     return module
 
 
-@needs_reference
 def test_tool_unpickles_fully_only_with_allow_pickle(tmp_path, vocab_file, capsys):
     import argparse
     tool = load_tool()
@@ -484,19 +462,6 @@ def test_tool_unpickles_fully_only_with_allow_pickle(tmp_path, vocab_file, capsy
     assert not (tmp_path / 'out').exists()
     tool.main(argv + ['--allow-pickle'])
     assert 'unpickling it fully' in capsys.readouterr().err
-    check_parity(arch, load_output_dir(tmp_path / 'out'), official)
-
-
-@needs_reference
-def test_tool_fallback_without_the_hub_module(tmp_path, vocab_file, monkeypatch):
-    monkeypatch.setitem(sys.modules, 'r2d2lib.apis.hub', None)  # as if r2d2lib.apis.hub did not exist
-    arch = 'r2d2_vitb'
-    official = tiny_official_state_dict(arch)
-    src = tmp_path / 'r2d2_tiny.pth'
-    torch.save(official, src)
-    load_tool().main([str(src), str(tmp_path / 'out'), '--arch', arch, '--config',
-                      str(write_tiny_config(tmp_path, arch, vocab_file))])
-    assert 'architecture' not in json.loads((tmp_path / 'out' / 'config.json').read_text())
     check_parity(arch, load_output_dir(tmp_path / 'out'), official)
 
 

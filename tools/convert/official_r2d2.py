@@ -1,7 +1,7 @@
 """Convert an official R2D2 / PRD2 checkpoint (a PyTorch pickle) into an r2d2lib model directory.
 
-    python tools/convert/official_r2d2.py r2d2_vit_base.pth out/r2d2_vitb --arch r2d2_vitb
-    python tools/convert/official_r2d2.py prd2_vit_large.pth out/prd2_vitl --arch prd2_vitl
+    python tools/convert/official_r2d2.py r2d2_pretrain_250m.pth out/r2d2_vitl_250m --arch r2d2_vitl
+    python tools/convert/official_r2d2.py prd2_pretrain_250m.pth out/prd2_vitl_250m --arch prd2_vitl
 
 Every official tensor is renamed to our names (see docs/converters.md); the few the official
 model never uses are dropped by name and listed; anything else that does not match our model
@@ -11,14 +11,13 @@ unless ``--allow-pickle`` is given (unpickling can run arbitrary code: only for 
 Fine-tuned retrieval and matching checkpoints convert with the ``r2d2_*`` arch of their ViT.
 """
 import argparse
-import inspect
-import json
 import pickle
 import sys
 from pathlib import Path
 
 import torch
 
+from r2d2lib.apis.hub import save_pretrained
 from r2d2lib.converters.official_r2d2 import (
     ARCH_CONFIGS,
     build_inference_model,
@@ -62,17 +61,6 @@ def load_checkpoint(path: str, allow_pickle: bool):
     return torch.load(path, map_location='cpu', weights_only=False)
 
 
-def find_save_pretrained():
-    """``r2d2lib.apis.hub.save_pretrained``, or None where that module does not exist."""
-    try:
-        from r2d2lib.apis.hub import save_pretrained
-    except ModuleNotFoundError as error:
-        if error.name not in ('r2d2lib.apis', 'r2d2lib.apis.hub'):
-            raise
-        return None
-    return save_pretrained
-
-
 def check_tokenizer(model_cfg: dict) -> None:
     """Build the configured tokenizer now (save_pretrained writes its files), failing with a hint."""
     from r2d2lib.registry import MODELS
@@ -85,27 +73,6 @@ def check_tokenizer(model_cfg: dict) -> None:
                          'local tokenizer folder or vocab.txt (chinese-roberta-wwm-ext\'s).') from None
 
 
-def save(save_pretrained, model: torch.nn.Module, converted: dict, model_cfg: dict, out_dir: Path,
-         meta: dict) -> list:
-    """Write ``out_dir`` with ``save_pretrained`` (r2d2lib.apis.hub) if given, else the fallback."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if save_pretrained is not None:
-        if 'model_config' in inspect.signature(save_pretrained).parameters:
-            save_pretrained(model, str(out_dir), model_config=model_cfg)
-        else:
-            save_pretrained(model, str(out_dir))
-        return sorted(p.name for p in out_dir.iterdir())
-    # TODO(hub): fallback for a checkout without r2d2lib.apis.hub (written concurrently with this
-    # tool): model.safetensors + config.json holding the model config dict. Remove it once
-    # r2d2lib.apis.hub is part of the library, so that there is one output format.
-    from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in converted.items()}, str(out_dir / 'model.safetensors'),
-              metadata={'format': 'pt', **meta})
-    (out_dir / 'config.json').write_text(json.dumps(model_cfg, indent=2, ensure_ascii=False) + '\n',
-                                         encoding='utf-8')
-    return ['config.json', 'model.safetensors']
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     if not Path(args.src).is_file():
@@ -116,9 +83,7 @@ def main(argv=None) -> None:
         model_cfg['data_preprocessor'] = {'type': 'ImageTextDataPreprocessor',
                                           **(model_cfg.get('data_preprocessor') or {}),
                                           'tokenizer': {key: args.tokenizer}}
-    save_pretrained = find_save_pretrained()
-    if save_pretrained is not None:
-        check_tokenizer(model_cfg)  # before the long part
+    check_tokenizer(model_cfg)  # before the long part: the model is saved with its tokenizer files
     checkpoint = load_checkpoint(args.src, args.allow_pickle)
     converted, dropped = convert_official_state_dict(checkpoint, args.arch, model_cfg, source=args.src)
     # the config's initial temperature says what the checkpoint holds (its tensor is loaded anyway)
@@ -131,9 +96,8 @@ def main(argv=None) -> None:
     for name in dropped:
         print(f'    {name}')
     print(f'  parameters: {params:,} ({type(model).__name__})')
-    written = save(save_pretrained, model, converted, model_cfg, Path(args.out_dir),
-                   meta=dict(arch=args.arch, source=Path(args.src).name))
-    print(f'wrote {args.out_dir}: {", ".join(written)}')
+    save_pretrained(model, args.out_dir, model_config=model_cfg)
+    print(f'wrote {args.out_dir}: {", ".join(sorted(p.name for p in Path(args.out_dir).iterdir()))}')
 
 
 if __name__ == '__main__':
