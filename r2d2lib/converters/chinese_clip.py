@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from r2d2lib.models.encoders.base import check_state_dict_keys
 
+from .checkpoint_files import unwrap_state_dict
 from .official_r2d2 import load_converted, load_model_config
 
 #: Our model config for Chinese-CLIP ViT-B/16 (its ``model`` is used).
@@ -101,22 +102,9 @@ def is_dropped(name: str, source_format: str) -> bool:
     return _dropped(name, HF_DROPPED if source_format == 'hf' else ORIGINAL_DROPPED)
 
 
-def unwrap_state_dict(checkpoint: Mapping) -> dict[str, Tensor]:
+def unwrap_chinese_clip_state_dict(checkpoint: Mapping) -> dict[str, Tensor]:
     """The state dict of a checkpoint: unwrap ``{'state_dict': ...}``, strip ``module.`` prefixes."""
-    if not isinstance(checkpoint, Mapping):
-        raise TypeError(f'expected a state dict or a checkpoint dict, got {type(checkpoint).__name__}')
-    if isinstance(checkpoint.get('state_dict'), Mapping):
-        checkpoint = checkpoint['state_dict']
-    state_dict = {}
-    for name, value in checkpoint.items():
-        name = name[len('module.'):] if name.startswith('module.') else name
-        if not isinstance(value, Tensor):
-            raise TypeError(f'{name!r} is a {type(value).__name__}, not a tensor: not a Chinese-CLIP state '
-                            f'dict (top-level keys: {sorted(checkpoint)[:10]})')
-        if name in state_dict:
-            raise KeyError(f'{name!r} appears both with and without the "module." prefix')
-        state_dict[name] = value
-    return state_dict
+    return unwrap_state_dict(checkpoint, 'state_dict', 'a Chinese-CLIP state dict')
 
 
 def detect_format(state_dict: Mapping[str, Tensor]) -> str:
@@ -274,7 +262,7 @@ def convert_chinese_clip(state_dict: Mapping, source_format: str = 'auto',
         PretrainedLoadError: listing every source tensor no rule covers or our model lacks, every
             tensor of our model the checkpoint lacks, and every wrong shape.
     """
-    state_dict = unwrap_state_dict(state_dict)
+    state_dict = unwrap_chinese_clip_state_dict(state_dict)
     if source_format == 'auto':
         source_format = detect_format(state_dict)
     if source_format not in SOURCE_FORMATS:

@@ -36,6 +36,8 @@ from torch import Tensor, nn
 
 from r2d2lib.models.encoders.base import PretrainedLoadError, check_state_dict_keys
 
+from .checkpoint_files import unwrap_state_dict
+
 #: Repository root: ``ARCH_CONFIGS`` paths are relative to it.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,20 +127,7 @@ def is_dropped(name: str, arch: str) -> bool:
 
 def unwrap_official_state_dict(checkpoint: Mapping) -> dict[str, Tensor]:
     """The state dict of an official checkpoint: unwrap ``{'model': ...}``, strip ``module.``."""
-    if not isinstance(checkpoint, Mapping):
-        raise TypeError(f'expected a state dict or a checkpoint dict, got {type(checkpoint).__name__}')
-    if isinstance(checkpoint.get('model'), Mapping):
-        checkpoint = checkpoint['model']
-    state_dict = {}
-    for name, value in checkpoint.items():
-        name = name[len('module.'):] if name.startswith('module.') else name
-        if not isinstance(value, Tensor):
-            raise TypeError(f'{name!r} is a {type(value).__name__}, not a tensor: not an official '
-                            f'R2D2 state dict (top-level keys: {sorted(checkpoint)[:10]})')
-        if name in state_dict:
-            raise KeyError(f'{name!r} appears both with and without the "module." prefix')
-        state_dict[name] = value
-    return state_dict
+    return unwrap_state_dict(checkpoint, 'model', 'an official R2D2 state dict')
 
 
 # ----------------------------------------------------------------- model configs

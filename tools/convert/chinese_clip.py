@@ -14,13 +14,12 @@ conversion with the offending names. The output is written by ``r2d2lib.apis.hub
 loads with ``DualEncoderModel.from_pretrained(OUT_DIR)``.
 """
 import argparse
-import pickle
-import sys
 from pathlib import Path
 
 import torch
 
 from r2d2lib.apis.hub import save_pretrained
+from r2d2lib.converters.checkpoint_files import PickleRefusedError, check_tokenizer, load_checkpoint_file
 from r2d2lib.converters.chinese_clip import (
     DEFAULT_CONFIG,
     build_inference_model,
@@ -30,7 +29,7 @@ from r2d2lib.converters.chinese_clip import (
     is_dropped,
     model_config_from_hf,
     temperature_of,
-    unwrap_state_dict,
+    unwrap_chinese_clip_state_dict,
 )
 from r2d2lib.converters.official_r2d2 import load_converted
 from r2d2lib.models.encoders.base import check_state_dict_keys, quiet_transformers
@@ -59,25 +58,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_file(path: Path, allow_pickle: bool):
-    """A checkpoint file: safetensors, or ``torch.load`` weights-only (a full unpickle only if allowed)."""
-    if path.suffix == '.safetensors':
-        from safetensors.torch import load_file as load_safetensors
-        return load_safetensors(str(path))
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as error:
-        if not allow_pickle:
-            raise SystemExit(
-                f'error: {path} cannot be loaded weights-only: it holds Python objects beyond tensors and '
-                f'plain data.\n  torch says: {str(error).splitlines()[0]}\n'
-                '  If you trust this file, rerun with --allow-pickle to unpickle it fully '
-                '(unpickling can execute code from the file).') from None
-    print(f'warning: {path} holds Python objects beyond tensors; unpickling it fully (--allow-pickle)',
-          file=sys.stderr)
-    return torch.load(path, map_location='cpu', weights_only=False)
-
-
 def load_hf_folder(path: Path):
     """``(state_dict, hf_config)`` of a transformers ChineseCLIPModel folder, loaded strictly."""
     from transformers import ChineseCLIPModel
@@ -99,18 +79,6 @@ def tokenizer_config(args: argparse.Namespace, src: Path) -> dict | None:
     return None
 
 
-def check_tokenizer(model_cfg: dict) -> None:
-    """Build the configured tokenizer now (save_pretrained writes its files), failing with a hint."""
-    from r2d2lib.registry import MODELS
-    preprocessor = MODELS.build(model_cfg.get('data_preprocessor') or dict(type='ImageTextDataPreprocessor'))
-    try:
-        preprocessor.tokenizer  # noqa: B018 (built on first access)
-    except OSError as error:
-        raise SystemExit(f'error: the tokenizer {preprocessor.tokenizer_cfg} cannot be built: {error}\n'
-                         '  The converted model is saved with its tokenizer files: pass --tokenizer with a '
-                         'local tokenizer folder or vocab.txt (Chinese-CLIP\'s).') from None
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     src = Path(args.src)
@@ -130,9 +98,13 @@ def main(argv=None) -> None:
     if tokenizer is not None:
         dp_cfg = model_cfg.get('data_preprocessor') or dict(type='ImageTextDataPreprocessor')
         model_cfg['data_preprocessor'] = dict(dp_cfg, tokenizer=tokenizer)
-    check_tokenizer(model_cfg)
+    try:
+        check_tokenizer(model_cfg, "Chinese-CLIP's")
+        if not src.is_dir():
+            state_dict = unwrap_chinese_clip_state_dict(load_checkpoint_file(src, args.allow_pickle))
+    except (OSError, PickleRefusedError) as error:
+        raise SystemExit(f'error: {error}') from None
     if not src.is_dir():
-        state_dict = unwrap_state_dict(load_file(src, args.allow_pickle))
         if source_format == 'auto':
             source_format = detect_format(state_dict)
     converted, dropped = convert_chinese_clip(state_dict, source_format, model_cfg, source=str(src))

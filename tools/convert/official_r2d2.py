@@ -11,13 +11,10 @@ unless ``--allow-pickle`` is given (unpickling can run arbitrary code: only for 
 Fine-tuned retrieval and matching checkpoints convert with the ``r2d2_*`` arch of their ViT.
 """
 import argparse
-import pickle
-import sys
 from pathlib import Path
 
-import torch
-
 from r2d2lib.apis.hub import save_pretrained
+from r2d2lib.converters.checkpoint_files import PickleRefusedError, check_tokenizer, load_checkpoint_file
 from r2d2lib.converters.official_r2d2 import (
     ARCH_CONFIGS,
     build_inference_model,
@@ -45,34 +42,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_checkpoint(path: str, allow_pickle: bool):
-    """``torch.load`` weights-only; a full unpickle only with ``allow_pickle``."""
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as error:
-        if not allow_pickle:
-            raise SystemExit(
-                f'error: {path} cannot be loaded weights-only: it holds Python objects beyond tensors '
-                f'and plain data.\n  torch says: {str(error).splitlines()[0]}\n'
-                '  If you trust this file, rerun with --allow-pickle to unpickle it fully '
-                '(unpickling can execute code from the file).') from None
-    print(f'warning: {path} holds Python objects beyond tensors; unpickling it fully '
-          '(--allow-pickle)', file=sys.stderr)
-    return torch.load(path, map_location='cpu', weights_only=False)
-
-
-def check_tokenizer(model_cfg: dict) -> None:
-    """Build the configured tokenizer now (save_pretrained writes its files), failing with a hint."""
-    from r2d2lib.registry import MODELS
-    preprocessor = MODELS.build(model_cfg.get('data_preprocessor') or dict(type='ImageTextDataPreprocessor'))
-    try:
-        preprocessor.tokenizer  # noqa: B018 (built on first access)
-    except OSError as error:
-        raise SystemExit(f'error: the tokenizer {preprocessor.tokenizer_cfg} cannot be built: {error}\n'
-                         '  The converted model is saved with its tokenizer files: pass --tokenizer with a '
-                         'local tokenizer folder or vocab.txt (chinese-roberta-wwm-ext\'s).') from None
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     if not Path(args.src).is_file():
@@ -83,8 +52,11 @@ def main(argv=None) -> None:
         model_cfg['data_preprocessor'] = {'type': 'ImageTextDataPreprocessor',
                                           **(model_cfg.get('data_preprocessor') or {}),
                                           'tokenizer': {key: args.tokenizer}}
-    check_tokenizer(model_cfg)  # before the long part: the model is saved with its tokenizer files
-    checkpoint = load_checkpoint(args.src, args.allow_pickle)
+    try:
+        check_tokenizer(model_cfg, "chinese-roberta-wwm-ext's")  # before the long part
+        checkpoint = load_checkpoint_file(args.src, args.allow_pickle)
+    except (OSError, PickleRefusedError) as error:
+        raise SystemExit(f'error: {error}') from None
     converted, dropped = convert_official_state_dict(checkpoint, args.arch, model_cfg, source=args.src)
     # the config's initial temperature says what the checkpoint holds (its tensor is loaded anyway)
     model_cfg['contrastive_loss']['temperature'] = float(converted['contrastive_loss.temp'])
