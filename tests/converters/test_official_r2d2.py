@@ -291,6 +291,67 @@ def test_converted_model_reproduces_the_official_forward(arch, vocab_file):
     check_parity(arch, model, official)
 
 
+RERANK_TEXTS = TEXTS + ['a blue square on the left', '黄色的星', '三个绿色方块', 'the red circles',
+                        '左上的蓝色三角形', '小圆', 'a circle on the left', '红色和黄色的大方块']
+
+
+def official_rerank(image_embeds, text_embeds, match, k_i2t: int, k_t2i: int) -> dict:
+    """The official evaluation's re-ranking, one query at a time: the top-k candidates by cosine
+    similarity, each scored matching score + cosine similarity; the rest rank below all of them.
+    ``match[i, t]`` is the matching score of image i and text t. Returns, per direction, the re-ranked
+    top-k of every query and their final scores."""
+    sims, match = (image_embeds @ text_embeds.t()).tolist(), match.tolist()
+    out = {'i2t': [], 't2i': [], 'i2t_scores': [], 't2i_scores': []}
+    for direction, k, rows in (('i2t', k_i2t, sims), ('t2i', k_t2i, [list(col) for col in zip(*sims)])):
+        for q, row in enumerate(rows):
+            top = sorted(range(len(row)), key=lambda c: -row[c])[:k]
+            rest = [row[c] for c in range(len(row)) if c not in top]
+            final = {c: (match[q][c] if direction == 'i2t' else match[c][q]) + row[c] for c in top}
+            order = sorted(top, key=lambda c: -final[c])
+            out[direction].append(order)
+            out[direction + '_scores'].append([final[c] for c in order])
+            # informative inputs: a clear top-k boundary, no near-ties among the re-ranked scores
+            assert row[top[-1]] - max(rest) > 1e-4, (direction, q)
+            assert all(final[a] - final[b] > 1e-4 for a, b in zip(order, order[1:])), (direction, q)
+    return out
+
+
+@torch.no_grad()
+def test_converted_model_reranks_as_the_official_evaluation(vocab_file):
+    """Re-ranking parity: the official per-query loop on the official forward, and r2d2lib's
+    chunked_topk + rerank_topk scored by the converted model's match_features (as RetrievalValLoop)."""
+    from r2d2lib.evaluation.ranking import chunked_topk, rerank_topk
+
+    arch, num_images, k_i2t, k_t2i = 'r2d2_vitb', 6, 5, 3
+    official = tiny_official_state_dict(arch)
+    model = build_converted_model(arch, official, tiny_model_cfg(arch, vocab_file))
+    pixels = torch.randn(num_images, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(2))
+    tokens = model.tokenize(RERANK_TEXTS)
+    ids, mask = tokens['input_ids'], tokens['attention_mask']
+    num_texts = len(RERANK_TEXTS)
+
+    # official: embeddings and the matching score of every (image, text) pair, then the per-query loop
+    ref = reference_forward(official, pixels, ids, mask, with_match=False)
+    ref_match = reference_forward(official, pixels.repeat_interleave(num_texts, 0), ids.repeat(num_images, 1),
+                                  mask.repeat(num_images, 1))['match'].view(num_images, num_texts)
+    expected = official_rerank(ref['image_embeds'], ref['text_embeds'], ref_match, k_i2t, k_t2i)
+
+    # ours: the features RetrievalValLoop keeps, chunked top-k, re-ranking by match_features
+    image_tokens, image_embeds = model.image_features(pixels)
+    text_hidden, text_embeds = model.text_features(ids, mask)
+    for direction, queries, gallery, k in (('i2t', image_embeds, text_embeds, k_i2t),
+                                           ('t2i', text_embeds, image_embeds, k_t2i)):
+        def score(query_idx, cand_idx, direction=direction):
+            image_idx, text_idx = (query_idx, cand_idx) if direction == 'i2t' else (cand_idx, query_idx)
+            return model.match_features(image_tokens[image_idx], text_hidden[text_idx], mask[text_idx])
+
+        sims, indices = chunked_topk(queries, gallery, k, chunk_size=4)
+        final, reranked = rerank_topk(indices, sims, score, batch_size=7, progress=False)
+        assert reranked.tolist() == expected[direction], direction
+        torch.testing.assert_close(final, torch.tensor(expected[direction + '_scores']), atol=1e-5, rtol=0)
+        assert reranked.tolist() != indices.tolist(), direction  # the matching scores change the order
+
+
 @pytest.mark.parametrize('arch', ['r2d2_vitb', 'prd2_vitl'])
 def test_dropped_keys_are_exactly_the_unused_ones(arch, vocab_file):
     official = tiny_official_state_dict(arch)
