@@ -1,22 +1,24 @@
 """Publish a model to the Hugging Face Hub (config.json, model.safetensors, tokenizer, model card).
 
     python tools/publish_to_hub.py SRC [--model NAME] [--config CFG] [--repo-id ORG/NAME]
-                                   [--dry-run] [--out DIR]
+                                   [--allow-pickle] [--dry-run] [--out DIR]
     python tools/publish_to_hub.py NAME --src CKPT_OR_DIR [...]
 
 SRC is
-- an mmengine training checkpoint (``.pth``; your own file, unpickled with ``allow_pickle=True``) or a
-  ``.safetensors`` state dict: the model is built from ``--config`` (default: the model-zoo model's
-  config when ``--model`` is given) and loaded strictly; the momentum teacher, queues and FgD
-  centres are left out of the export;
+- an mmengine training checkpoint (``.pth``) or a ``.safetensors`` state dict: the model is built
+  from ``--config`` (default: the model-zoo model's config when ``--model`` is given) and loaded
+  strictly; the momentum teacher, queues and FgD centres are left out of the export. A ``.pth`` is
+  read weights-only; one that needs a full unpickle (which can run code from the file) is refused
+  unless ``--allow-pickle`` is given;
 - a folder written by ``save_pretrained`` or ``tools/convert/official_r2d2.py``: loaded with
   ``from_pretrained`` (strict) and written again, with the model card re-rendered.
 
 ``--model NAME`` (a model-zoo name, see ``r2d2lib.list_models()``) takes the model card's metadata
 (title, paper, training data, the paper's results, citation) from its metafile entry and the repo id
-from its ``Weights``; SRC itself may be such a name when ``--src`` gives the checkpoint or folder. A
-folder is taken for the converted official checkpoint; the card of a checkpoint file says that its
-weights were trained with r2d2lib and that the paper's results are for reference only.
+from its ``Weights``; SRC itself may be such a name when ``--src`` gives the checkpoint or folder. The
+card says "converted from the official checkpoint" only for a folder whose config.json records
+``converted_from`` (written by ``tools/convert/*.py``); for anything else it says that the weights were
+trained with r2d2lib and that the paper's results are for reference only.
 ``--dry-run`` writes the folder (``--out``, default ``work_dirs/publish/<repo name>``) and lists the
 files that would be uploaded, with their sizes, without any network access; otherwise the model is
 uploaded with ``r2d2lib.apis.push_to_hub`` (log in first: ``hf auth login``).
@@ -40,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--model', default=None,
                         help='model-zoo name whose metafile entry fills the model card')
     parser.add_argument('--config', default=None, help='config file of a checkpoint (its `model` is built)')
+    parser.add_argument('--allow-pickle', action='store_true',
+                        help='unpickle a .pth fully if it holds more than tensors and plain data (runs code '
+                             'from the file: only for files you trust, e.g. your own training run)')
     parser.add_argument('--repo-id', default=None,
                         help='Hub repo id ORG/NAME (default: the model\'s Weights)')
     parser.add_argument('--dry-run', action='store_true',
@@ -80,9 +85,10 @@ def resolve_source(args: argparse.Namespace) -> Tuple[Path, Optional[str]]:
     return path, name
 
 
-def load_model(path: Path, config: Optional[str], name: Optional[str]):
-    """The model to publish and the model config to export (None: the model's own record)."""
+def load_model(path: Path, config: Optional[str], name: Optional[str], allow_pickle: bool = False):
+    """The model to publish, from a folder or a checkpoint file (a full unpickle only if allowed)."""
     from r2d2lib.apis import from_pretrained, load_local_checkpoint
+    from r2d2lib.converters.checkpoint_files import CheckpointFileError, PickleRefusedError
     from r2d2lib.registry import MODELS
     if path.is_dir():
         if config is not None:
@@ -103,17 +109,32 @@ def load_model(path: Path, config: Optional[str], name: Optional[str]):
         if isinstance(model_cfg.get(key), dict) and 'pretrained' in model_cfg[key]:
             model_cfg[key] = dict(model_cfg[key], pretrained=None)
     model = MODELS.build({**model_cfg, '_scope_': 'r2d2lib'})
-    dropped = load_local_checkpoint(model, path, allow_pickle=True)  # strict; the user's own file
+    try:
+        dropped = load_local_checkpoint(model, path, allow_pickle=allow_pickle)  # strict
+    except (PickleRefusedError, CheckpointFileError) as error:
+        raise SystemExit(f'error: {error}') from None
     if dropped:
         print(f'dropped {len(dropped)} training-only tensors the model does not have', file=sys.stderr)
     return model.eval()
 
 
-def card_metadata(name: Optional[str], repo_id: Optional[str], official: bool) -> dict:
-    if name is None:
-        return {'repo_id': repo_id} if repo_id else {}
-    from r2d2lib.apis.model_zoo import model_card_metadata
-    return model_card_metadata(name, repo_id=repo_id, official=official)
+def recorded_source(path: Path) -> Optional[str]:
+    """The file a converter tool recorded as the source of a folder's weights (None: not converted)."""
+    if not path.is_dir():
+        return None
+    from r2d2lib.apis.hub import read_config
+    return read_config(path).get('converted_from')
+
+
+def card_metadata(name: Optional[str], repo_id: Optional[str], converted_from: Optional[str]) -> dict:
+    """The model card metadata: the model-zoo entry's, official only for recorded converted weights."""
+    card = {'repo_id': repo_id} if repo_id else {}
+    if name is not None:
+        from r2d2lib.apis.model_zoo import model_card_metadata
+        card = model_card_metadata(name, repo_id=repo_id, official=converted_from is not None)
+    if converted_from is not None:
+        card['converted_from'] = converted_from
+    return card
 
 
 def list_files(folder: Path) -> List[Tuple[str, int]]:
@@ -135,8 +156,8 @@ def main(argv=None) -> int:
     repo_id = args.repo_id or (get_model_info(name).get('Weights') if name else None)
     if repo_id is None and not args.dry_run:
         raise SystemExit(f'error: pass --repo-id ORG/NAME (e.g. {HUB_ORG}/my-r2d2)')
-    model = load_model(path, args.config, name)
-    card = card_metadata(name, repo_id, official=path.is_dir())
+    model = load_model(path, args.config, name, args.allow_pickle)
+    card = card_metadata(name, repo_id, recorded_source(path))
     if args.dry_run or args.out is not None:
         from r2d2lib.apis import save_pretrained
         out = args.out or ROOT / 'work_dirs' / 'publish' / (repo_id or name or path.stem).split('/')[-1]

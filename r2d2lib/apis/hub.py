@@ -20,9 +20,14 @@ has reached (``TargetDistillLoss``: same learnable flag and range; ``MoCoLoss``:
 ``learnable=False``). Init-time settings (an encoder's ``pretrained`` weights, any
 ``init_cfg``) become None since the weights are in the safetensors file.
 
+Weights converted from another release (``tools/convert/*.py``) are recorded as such:
+``model_card=dict(converted_from=<source file name>)`` adds ``converted_from`` to config.json,
+which ``tools/publish_to_hub.py`` reads back.
+
 Loading rebuilds the model through the registry and copies the weights strictly: a
 missing, unexpected or wrong-shaped key raises :class:`PretrainedLoadError` naming it.
-Nothing from the Hub is unpickled; a local ``.pth`` needs ``allow_pickle=True``.
+Nothing from the Hub is unpickled; a local ``.pth`` is read weights-only, and one that needs a
+full unpickle needs ``allow_pickle=True``.
 """
 from __future__ import annotations
 
@@ -36,7 +41,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from r2d2lib.models.encoders.base import PretrainedLoadError, check_state_dict_keys, load_state_dict_strict
+from r2d2lib.converters.building import config_temperature
+from r2d2lib.converters.checkpoint_files import load_checkpoint_file, read_safetensors, unwrap_state_dict
+from r2d2lib.models.encoders.base import check_state_dict_keys, load_state_dict_strict
 from r2d2lib.models.losses import GCPRLoss, MoCoLoss
 from r2d2lib.models.vlp import DualEncoderModel
 from r2d2lib.registry import MODELS
@@ -99,7 +106,7 @@ def inference_contrastive_loss(loss: nn.Module) -> Tuple[Optional[dict], Dict[st
     if not getattr(loss, 'requires_queue', False):
         return None, {}
     # the config's temperature only initialises; the weights carry the value (both kinds of ``temp``)
-    temperature = float(f'{float(loss.temperature.detach()):.6g}')
+    temperature = config_temperature(loss.temperature.detach())
     if isinstance(loss, GCPRLoss):  # TargetDistillLoss: GCPR + distillation targets
         return dict(type='GCPRLoss', temperature=temperature, learnable=isinstance(loss.temp, nn.Parameter),
                     temperature_range=list(loss.temperature_range)), {}
@@ -179,26 +186,38 @@ def save_pretrained(model: DualEncoderModel, save_directory: PathLike, model_con
         save_directory: created if needed; files of the same names are replaced.
         model_config: the MODELS config of ``model``; defaults to the arguments it was
             built with (:attr:`DualEncoderModel.model_config`).
-        model_card: metadata for :func:`render_model_card` (title, paper, datasets, results, ...).
+        model_card: metadata for :func:`render_model_card` (title, paper, datasets, results, ...);
+            its ``converted_from`` (the file converted weights come from) is also written to
+            config.json.
+
+    The files are written to a temporary folder beside ``save_directory`` and moved into it only
+    when all of them are written: an error leaves ``save_directory`` as it was.
     """
     folder = Path(save_directory)
     config = export_config(model, model_config)
+    if (model_card or {}).get('converted_from'):
+        config['converted_from'] = str(model_card['converted_from'])
     state = export_state_dict(model)
     _check_export(config, state, folder)
     tokenizer = model.data_preprocessor.tokenizer  # built (and any error raised) before writing
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + '\n',
-                                      encoding='utf-8')
-    from safetensors.torch import save_file
-    save_file(state, str(folder / WEIGHTS_NAME), metadata={'format': 'pt'})
-    written = [Path(p).name for p in tokenizer.save_pretrained(str(folder))]
-    unknown = sorted(set(written) - set(TOKENIZER_FILES))
-    if unknown:
-        raise RuntimeError(f'the tokenizer wrote {unknown}, which from_pretrained does not download; add '
-                           'them to r2d2lib.apis.hub.TOKENIZER_FILES')
     num_parameters = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(TRAINING_STATE))
     card = render_model_card(config, {'num_parameters': num_parameters, **(model_card or {})})
-    (folder / CARD_NAME).write_text(card, encoding='utf-8')
+    from safetensors.torch import save_file
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f'.{folder.name}.partial-') as tmp:
+        staging = Path(tmp)
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + '\n',
+                                           encoding='utf-8')
+        save_file(state, str(staging / WEIGHTS_NAME), metadata={'format': 'pt'})
+        written = [Path(p).name for p in tokenizer.save_pretrained(str(staging))]
+        unknown = sorted(set(written) - set(TOKENIZER_FILES))
+        if unknown:
+            raise RuntimeError(f'the tokenizer wrote {unknown}, which from_pretrained does not download; add '
+                               f'them to r2d2lib.apis.hub.TOKENIZER_FILES (nothing was written to {folder})')
+        (staging / CARD_NAME).write_text(card, encoding='utf-8')
+        folder.mkdir(exist_ok=True)
+        for path in staging.iterdir():
+            os.replace(path, folder / path.name)
     return folder
 
 
@@ -280,19 +299,6 @@ def _with_local_tokenizer(model_cfg: dict, folder: Path) -> dict:
     return model_cfg
 
 
-def read_safetensors(path: Path) -> Dict[str, Tensor]:
-    """The tensors of a safetensors file (on CPU); a missing or unreadable file is named in the error."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    if not path.is_file():
-        raise FileNotFoundError(f'{path} is missing: the folder has no weights')
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise PretrainedLoadError(f'{path} is not a readable safetensors file (truncated or corrupt?): '
-                                  f'{error}') from error
-
-
 def from_pretrained(name_or_path: PathLike, revision: Optional[str] = None,
                     cache_dir: Optional[PathLike] = None, local_files_only: Optional[bool] = None,
                     token: Optional[Union[str, bool]] = None,
@@ -339,27 +345,15 @@ def load_local_checkpoint(model: nn.Module, path: PathLike, allow_pickle: bool =
     The training-only state (``teacher.``, ``queue.``, ``image_centre.``, ``text_centre.``)
     of the checkpoint is dropped where ``model`` has no such module (an inference model
     from :func:`from_pretrained` or built from an exported config); everything else must
-    match key for key. A ``.pth`` file is a pickle, which can run code when loaded: it is
-    read only with ``allow_pickle=True`` (weights-only first, then a full unpickle; see
-    :mod:`r2d2lib.engine.checkpoint`). Returns the dropped keys.
+    match key for key. The file is read by
+    :func:`~r2d2lib.converters.checkpoint_files.load_checkpoint_file`, as the converters read
+    theirs: a ``.pth`` weights-only (tensors, plain data and mmengine's logging types); one that
+    needs a full unpickle, which can run code from the file, only with ``allow_pickle=True``
+    (else ``PickleRefusedError``). A ``{'state_dict': ...}`` wrapper and ``module.`` prefixes
+    are removed. Returns the dropped keys.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
-    if path.suffix == '.safetensors':
-        state = read_safetensors(path)
-    elif not allow_pickle:
-        raise ValueError(f'{path} is a pickle (torch.save / mmengine checkpoint), and unpickling can run '
-                         'arbitrary code. If you trust the file (e.g. your own training run), opt in with '
-                         'load_local_checkpoint(model, path, allow_pickle=True).')
-    else:
-        from r2d2lib.engine.checkpoint import load_from_local
-        checkpoint = load_from_local(str(path), map_location='cpu')
-        state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
-        if not isinstance(state, dict):
-            raise PretrainedLoadError(f'{path} holds no state dict (got {type(checkpoint).__name__})')
-    if state and all(k.startswith('module.') for k in state):  # saved from a DDP wrapper
-        state = {k[len('module.'):]: v for k, v in state.items()}
+    checkpoint = load_checkpoint_file(path, allow_pickle)
+    state = unwrap_state_dict(checkpoint, 'state_dict', 'an r2d2lib / mmengine checkpoint', path)
     absent = tuple(p for p in TRAINING_STATE if getattr(model, p[:-1], None) is None)
     return load_state_dict_strict(model, state, str(path), ignore_prefixes=absent)
 

@@ -59,20 +59,27 @@ def render_model_card(config: Dict[str, Any], metadata: Optional[Dict[str, Any]]
     ``metadata``, whose keys are all optional: ``title``, ``description``, ``paper``
     (text or ``dict(title, url)``), ``datasets`` (names), ``results`` (table rows,
     dicts with the same keys, e.g. ``dataset``, ``task``, ``metric``, ``value``),
-    ``citation`` (BibTeX), ``repo_id`` (used in the usage snippet),
-    ``num_parameters`` and ``license`` (``apache-2.0``).
+    ``citation`` (BibTeX), ``repo_id`` (used in the usage snippet), ``num_parameters``,
+    ``converted_from`` (the file converted weights come from) and ``license`` (a Hub license id;
+    default ``other``, i.e. not stated, for converted weights, else ``apache-2.0``, r2d2lib's).
     """
     meta = dict(metadata or {})
     arch, model = config['architecture'], config['model']
     pre = config.get('preprocessing', {})
     is_r2d2 = 'text_image_encoder' in model
     name = meta.get('repo_id') or 'path/to/folder-or-org/name'
-    lines = ['---', f"license: {meta.get('license', 'apache-2.0')}", 'library_name: r2d2lib', 'tags:']
+    license_id = meta.get('license') or ('other' if meta.get('converted_from') else 'apache-2.0')
+    lines = ['---', f'license: {license_id}', 'library_name: r2d2lib', 'tags:']
     lines += [f'- {tag}' for tag in TAGS] + ['---', '', f"# {meta.get('title') or f'{arch} (r2d2lib)'}", '']
     if meta.get('description'):
         lines += [meta['description'], '']
     if meta.get('paper'):
         lines += [f"Paper: {_paper(meta['paper'])}", '']
+    if meta.get('converted_from'):
+        lines += [f"Weights converted from `{meta['converted_from']}`.", '']
+    if license_id == 'other':
+        lines += ['License: not stated by the source of these weights (`license: other`); check its terms '
+                  'before use.', '']
     version = f" {config['r2d2lib_version']}" if config.get('r2d2lib_version') else ''
     lines += [f'An `{arch}` exported by r2d2lib{version} for inference: retrieval embeddings'
               + (' and image-text matching.' if is_r2d2 else '.'), '']

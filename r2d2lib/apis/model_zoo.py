@@ -100,6 +100,8 @@ def _load_index(path: Path) -> Tuple[Dict[str, dict], Dict[str, dict]]:
         data = _read_yaml(metafile) or {}
         metafiles.append((metafile, data))
         for collection in data.get('Collections') or []:
+            if not isinstance(collection, dict) or not isinstance(collection.get('Name'), str):
+                raise ModelZooError(f'{metafile}: every entry of Collections needs a Name')
             collections[collection['Name']] = collection
     for metafile, data in metafiles:
         for model in data.get('Models') or []:
@@ -240,6 +242,9 @@ def model_card_metadata(name: str, repo_id: Optional[str] = None, official: bool
     ``repo_id`` defaults to the model's ``Weights``. ``official=False``: the weights are not the
     official ones (e.g. a checkpoint trained with r2d2lib from the model's config); the card
     then says that the paper's results are for reference, not measured on them.
+
+    ``license``: ``other`` for the official weights (the official release states none, nor do the
+    metafiles); ``apache-2.0`` (r2d2lib's) for weights trained with r2d2lib.
     """
     info = get_model_info(name)
     meta = info['Metadata']
@@ -266,6 +271,7 @@ def model_card_metadata(name: str, repo_id: Optional[str] = None, official: bool
                 paper=dict(title=info['Paper']['Title'], url=info['Paper']['URL']),
                 datasets=list(meta.get('Training Data', [])),
                 results=_result_rows(results))
+    card['license'] = 'other' if official else 'apache-2.0'
     if info.get('Citation'):
         card['citation'] = info['Citation']
     if repo_id or info.get('Weights'):

@@ -37,8 +37,6 @@ not match our model key for key and shape for shape raises
 """
 from __future__ import annotations
 
-import copy
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,8 +47,9 @@ from torch import Tensor, nn
 
 from r2d2lib.models.encoders.base import check_state_dict_keys
 
+from .building import TEMPERATURE_KEYS, build_converted, expected_shapes, match_prefix
 from .checkpoint_files import unwrap_state_dict
-from .official_r2d2 import load_converted, load_model_config
+from .official_r2d2 import load_model_config
 
 #: Our model config for Chinese-CLIP ViT-B/16 (its ``model`` is used).
 DEFAULT_CONFIG = 'configs/chinese_clip/chinese_clip_vitb16.py'
@@ -89,10 +88,6 @@ _ORIGINAL_BLOCK_PARTS: dict[str, str] = {
 }
 
 
-def _match(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + '.')
-
-
 def _dropped(name: str, patterns: tuple[str, ...]) -> bool:
     return any(re.fullmatch(pattern, name) for pattern in patterns)
 
@@ -102,17 +97,20 @@ def is_dropped(name: str, source_format: str) -> bool:
     return _dropped(name, HF_DROPPED if source_format == 'hf' else ORIGINAL_DROPPED)
 
 
-def unwrap_chinese_clip_state_dict(checkpoint: Mapping) -> dict[str, Tensor]:
-    """The state dict of a checkpoint: unwrap ``{'state_dict': ...}``, strip ``module.`` prefixes."""
-    return unwrap_state_dict(checkpoint, 'state_dict', 'a Chinese-CLIP state dict')
+def unwrap_chinese_clip_state_dict(checkpoint: Mapping,
+                                   source: str | Path | None = None) -> dict[str, Tensor]:
+    """The state dict of a checkpoint: unwrap ``{'state_dict': ...}``, strip ``module.`` prefixes.
+
+    ``source`` (the file) is named in the error raised for anything that is not a tensor."""
+    return unwrap_state_dict(checkpoint, 'state_dict', 'a Chinese-CLIP state dict', source)
 
 
 def detect_format(state_dict: Mapping[str, Tensor]) -> str:
     """``'original'`` (``visual.*`` / ``bert.*``) or ``'hf'`` (``vision_model.*`` / ``text_model.*``)."""
     names = list(state_dict)
-    if any(_match(n, 'visual') or _match(n, 'bert') for n in names):
+    if any(match_prefix(n, 'visual') or match_prefix(n, 'bert') for n in names):
         return 'original'
-    if any(_match(n, 'vision_model') or _match(n, 'text_model') for n in names):
+    if any(match_prefix(n, 'vision_model') or match_prefix(n, 'text_model') for n in names):
         return 'hf'
     raise ValueError('not a Chinese-CLIP state dict: no visual.* / bert.* (original) and no '
                      f'vision_model.* / text_model.* (transformers) keys; first keys: {names[:10]}')
@@ -140,7 +138,7 @@ def original_to_hf(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, tuple[Te
             tensors['text_projection.weight'] = (tensor.t(), name)
         elif name == 'logit_scale':
             tensors['logit_scale'] = (tensor, name)
-        elif _match(name, 'bert'):
+        elif match_prefix(name, 'bert'):
             tensors['text_model' + name[len('bert'):]] = (tensor, name)
         elif (block := _ORIGINAL_BLOCK.fullmatch(name)) is not None:
             index, part = block.groups()
@@ -172,7 +170,7 @@ def hf_to_ours(name: str, logit_target: str | None = None) -> str | None:
     if name == 'logit_scale':
         return logit_target
     for hf, ours in HF_RENAME_RULES:
-        if _match(name, hf):
+        if match_prefix(name, hf):
             return ours + name[len(hf):]
     return None
 
@@ -217,25 +215,8 @@ def model_config_from_hf(hf_config: Any, config: str | Path | Mapping | None = N
     return cfg
 
 
-def build_inference_model(config: str | Path | Mapping | None = None) -> nn.Module:
-    """Our (randomly initialised) DualEncoderModel of ``config``; nothing is downloaded."""
-    import r2d2lib  # noqa: F401  (registers every component)
-    from r2d2lib.registry import MODELS
-    return MODELS.build(inference_model_config(config))
-
-
-def expected_shapes(config: str | Path | Mapping | None = None) -> dict[str, torch.Size]:
-    """Name -> shape of every tensor of our model's state dict (built on the meta device)."""
-    with torch.device('meta'):
-        model = build_inference_model(config)
-    return {name: tensor.shape for name, tensor in model.state_dict().items()}
-
-
 def _logit_target(expected: Mapping[str, Any]) -> str | None:
-    for name in ('contrastive_loss.logit_scale', 'contrastive_loss.temp'):
-        if name in expected:
-            return name
-    return None
+    return next((name for name in TEMPERATURE_KEYS if name in expected), None)
 
 
 # ----------------------------------------------------------------- conversion
@@ -262,7 +243,7 @@ def convert_chinese_clip(state_dict: Mapping, source_format: str = 'auto',
         PretrainedLoadError: listing every source tensor no rule covers or our model lacks, every
             tensor of our model the checkpoint lacks, and every wrong shape.
     """
-    state_dict = unwrap_chinese_clip_state_dict(state_dict)
+    state_dict = unwrap_chinese_clip_state_dict(state_dict, source)
     if source_format == 'auto':
         source_format = detect_format(state_dict)
     if source_format not in SOURCE_FORMATS:
@@ -276,7 +257,7 @@ def convert_chinese_clip(state_dict: Mapping, source_format: str = 'auto',
                 dropped.append(name)
             else:
                 tensors[name] = (tensor, name)
-    expected = expected_shapes(config)
+    expected = expected_shapes(inference_model_config(config))
     logit_target = _logit_target(expected)
     converted, mismatched, origin = {}, [], {}
     for hf_name, (tensor, src_name) in tensors.items():
@@ -305,22 +286,12 @@ def convert_chinese_clip(state_dict: Mapping, source_format: str = 'auto',
     return converted, sorted(dropped)
 
 
-def temperature_of(converted: Mapping[str, Tensor]) -> float:
-    """The temperature tau the converted weights hold (``exp(-logit_scale)`` or ``temp``)."""
-    if 'contrastive_loss.logit_scale' in converted:
-        return math.exp(-float(converted['contrastive_loss.logit_scale']))
-    return float(converted['contrastive_loss.temp'])
-
-
-def build_converted_model(state_dict: Mapping, source_format: str = 'auto',
-                          config: str | Path | Mapping | None = None) -> nn.Module:
+def build_chinese_clip_model(state_dict: Mapping, source_format: str = 'auto',
+                             config: str | Path | Mapping | None = None) -> nn.Module:
     """Our DualEncoderModel holding the weights of a Chinese-CLIP checkpoint (eval mode).
 
-    The config's initial temperature is set to the checkpoint's (the tensor is loaded anyway), so
-    that the model's recorded config says what it holds.
+    The config's initial temperature is the checkpoint's
+    (:func:`~r2d2lib.converters.building.build_converted`).
     """
     converted, _ = convert_chinese_clip(state_dict, source_format, config)
-    cfg = copy.deepcopy(inference_model_config(config))
-    cfg['contrastive_loss'] = dict(cfg['contrastive_loss'],
-                                   temperature=float(f'{temperature_of(converted):.6g}'))
-    return load_converted(build_inference_model(cfg), converted)
+    return build_converted(inference_model_config(config), converted)

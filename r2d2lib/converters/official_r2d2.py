@@ -30,12 +30,12 @@ import copy
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from mmengine.config import Config, ConfigDict
 from torch import Tensor, nn
 
 from r2d2lib.models.encoders.base import PretrainedLoadError, check_state_dict_keys
 
+from .building import build_converted, build_model, expected_shapes, match_prefix
 from .checkpoint_files import unwrap_state_dict
 
 #: Repository root: ``ARCH_CONFIGS`` paths are relative to it.
@@ -94,15 +94,10 @@ def _check_arch(arch: str) -> None:
         raise KeyError(f'unknown arch {arch!r}; expected one of {sorted(ARCH_CONFIGS)}')
 
 
-def _match(name: str, prefix: str) -> bool:
-    """``name`` is ``prefix`` or starts with ``prefix`` on a dotted-component boundary."""
-    return name == prefix or name.startswith(prefix + '.')
-
-
 def _swap(name: str, rules: tuple[tuple[str, str], ...], inverse: bool = False) -> str | None:
     for official, ours in rules:
         src, dst = (ours, official) if inverse else (official, ours)
-        if _match(name, src):
+        if match_prefix(name, src):
             return dst + name[len(src):]
     return None
 
@@ -122,12 +117,14 @@ def ours_to_official(name: str, arch: str) -> str | None:
 def is_dropped(name: str, arch: str) -> bool:
     """Whether an official tensor is dropped by name (never used by the official forward)."""
     _check_arch(arch)
-    return any(_match(name, prefix) for prefix in DROPPED_PREFIXES[arch])
+    return any(match_prefix(name, prefix) for prefix in DROPPED_PREFIXES[arch])
 
 
-def unwrap_official_state_dict(checkpoint: Mapping) -> dict[str, Tensor]:
-    """The state dict of an official checkpoint: unwrap ``{'model': ...}``, strip ``module.``."""
-    return unwrap_state_dict(checkpoint, 'model', 'an official R2D2 state dict')
+def unwrap_official_state_dict(checkpoint: Mapping, source: str | Path | None = None) -> dict[str, Tensor]:
+    """The state dict of an official checkpoint: unwrap ``{'model': ...}``, strip ``module.``.
+
+    ``source`` (the file) is named in the error raised for anything that is not a tensor."""
+    return unwrap_state_dict(checkpoint, 'model', 'an official R2D2 state dict', source)
 
 
 # ----------------------------------------------------------------- model configs
@@ -170,16 +167,7 @@ def inference_model_config(arch: str, config: str | Path | Mapping | None = None
 
 def build_inference_model(arch: str, config: str | Path | Mapping | None = None) -> nn.Module:
     """Build our (randomly initialised) inference model of ``arch``; nothing is downloaded."""
-    import r2d2lib  # noqa: F401  (registers every component)
-    from r2d2lib.registry import MODELS
-    return MODELS.build(inference_model_config(arch, config))
-
-
-def expected_shapes(arch: str, config: str | Path | Mapping | None = None) -> dict[str, torch.Size]:
-    """Name -> shape of every tensor of our model's state dict (built on the meta device)."""
-    with torch.device('meta'):
-        model = build_inference_model(arch, config)
-    return {name: tensor.shape for name, tensor in model.state_dict().items()}
+    return build_model(inference_model_config(arch, config))
 
 
 # ----------------------------------------------------------------- conversion
@@ -205,8 +193,8 @@ def convert_official_state_dict(state_dict: Mapping, arch: str,
             every tensor of our model the checkpoint lacks, and every wrong shape.
     """
     _check_arch(arch)
-    official = unwrap_official_state_dict(state_dict)
-    expected = expected_shapes(arch, config)
+    official = unwrap_official_state_dict(state_dict, source)
+    expected = expected_shapes(inference_model_config(arch, config))
     converted, dropped, unexpected, mismatched, seen = {}, [], [], [], set()
     for name, tensor in official.items():
         if is_dropped(name, arch):
@@ -240,24 +228,19 @@ def convert_official_state_dict(state_dict: Mapping, arch: str,
 
 def guess_arch(state_dict: Mapping[str, Tensor]) -> str | None:
     """The arch an official state dict looks like (layout and ViT width), or None."""
-    layout = 'r2d2' if any(_match(k, 'text_joint_layer') for k in state_dict) else 'prd2'
+    layout = 'r2d2' if any(match_prefix(k, 'text_joint_layer') for k in state_dict) else 'prd2'
     cls = state_dict.get('visual_encoder.embeddings.class_embedding')
     width = {768: 'vitb', 1024: 'vitl'}.get(cls.shape[-1]) if cls is not None and cls.dim() else None
     guess = f'{layout}_{width}'
     return guess if width is not None and guess in ARCH_CONFIGS else None
 
 
-def load_converted(model: nn.Module, converted: Mapping[str, Tensor]) -> nn.Module:
-    """Load a converted state dict strictly (``strict=True``) and switch to eval mode."""
-    model.load_state_dict(converted, strict=True)
-    return model.eval()
-
-
 def build_converted_model(arch: str, state_dict: Mapping,
                           config: str | Path | Mapping | None = None) -> nn.Module:
     """Our inference model of ``arch`` holding the weights of an official checkpoint (eval mode).
 
-    ``config`` overrides ``ARCH_CONFIGS[arch]`` (a file or a model config dict).
+    ``config`` overrides ``ARCH_CONFIGS[arch]`` (a file or a model config dict). The config's
+    initial temperature is the checkpoint's (:func:`~r2d2lib.converters.building.build_converted`).
     """
     converted, _ = convert_official_state_dict(state_dict, arch, config)
-    return load_converted(build_inference_model(arch, config), converted)
+    return build_converted(inference_model_config(arch, config), converted)

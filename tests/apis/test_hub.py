@@ -2,6 +2,7 @@
 import copy
 import json
 import os
+import re
 
 import huggingface_hub
 import pytest
@@ -20,6 +21,7 @@ from r2d2lib.apis import (
     render_model_card,
     save_pretrained,
 )
+from r2d2lib.converters.checkpoint_files import PickleRefusedError
 from r2d2lib.models.encoders.base import PretrainedLoadError
 from r2d2lib.models.vlp import DualEncoderModel, R2D2Model
 from r2d2lib.registry import DATASETS, MODELS
@@ -306,8 +308,9 @@ def test_a_local_pth_needs_the_pickle_opt_in_and_then_loads(saved, tmp_path):
     target = R2D2Model.from_pretrained(folder)
     with torch.no_grad():
         target.text_proj.weight.zero_()
-    with pytest.raises(ValueError, match=r'allow_pickle=True'):
+    with pytest.raises(PickleRefusedError, match=r'allow_pickle=True') as info:
         load_local_checkpoint(target, path)
+    assert str(path) in str(info.value)
     dropped = load_local_checkpoint(target, path, allow_pickle=True)
     assert dropped and all(k.startswith(TRAINING_STATE) for k in dropped)
     assert set(dropped) == set(model.state_dict()) - set(kept_state(model))
@@ -320,6 +323,58 @@ def test_a_local_pth_needs_the_pickle_opt_in_and_then_loads(saved, tmp_path):
     torch.save(dict(state_dict=state), path)
     with pytest.raises(PretrainedLoadError, match=r'unexpected keys \(1\): extra\.weight'):
         load_local_checkpoint(training, path, allow_pickle=True)
+
+
+def test_a_weights_only_pth_needs_no_opt_in_and_a_truncated_one_is_named(saved, tmp_path):
+    model, folder = saved
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(dict(meta=dict(epoch=1, iter=8), state_dict={f'module.{k}': v for k, v in
+                                                            model.state_dict().items()}), path)
+    target = R2D2Model.from_pretrained(folder)
+    with torch.no_grad():
+        target.text_proj.weight.zero_()
+    assert set(load_local_checkpoint(target, path)) == set(model.state_dict()) - set(kept_state(model))
+    assert torch.equal(target.text_proj.weight, model.text_proj.weight)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(PretrainedLoadError, match='truncated or corrupt') as info:
+        load_local_checkpoint(target, path, allow_pickle=True)
+    assert str(path) in str(info.value)
+    torch.save(dict(state_dict=dict(model.state_dict(), step='eight')), path)
+    with pytest.raises(TypeError, match=re.escape(f"{path}: 'step' is a str")):
+        load_local_checkpoint(target, path)
+
+
+def test_save_pretrained_writes_nothing_when_it_fails(saved, tmp_path, monkeypatch):
+    model, folder = saved
+    tokenizer = model.data_preprocessor.tokenizer
+    save = tokenizer.save_pretrained
+
+    def save_and_more(directory, **kwargs):
+        extra = os.path.join(directory, 'merges.txt')
+        open(extra, 'w').close()
+        return tuple(save(directory, **kwargs)) + (extra,)
+
+    monkeypatch.setattr(tokenizer, 'save_pretrained', save_and_more)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with torch.no_grad():
+        model.text_proj.weight.add_(1)
+    for target in (tmp_path / 'new' / 'export', folder):
+        with pytest.raises(RuntimeError, match=r"\['merges\.txt'\].*nothing was written to"):
+            model.save_pretrained(target)
+    assert not (tmp_path / 'new' / 'export').exists() and os.listdir(tmp_path / 'new') == []
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_converted_weights_are_recorded_in_the_config_and_the_card(saved, tmp_path):
+    model, _ = saved
+    folder = model.save_pretrained(tmp_path / 'converted', model_card=dict(converted_from='official.pth'))
+    assert json.loads((folder / 'config.json').read_text())['converted_from'] == 'official.pth'
+    card = (folder / 'README.md').read_text()
+    assert yaml.safe_load(card.split('---\n')[1])['license'] == 'other'
+    assert 'Weights converted from `official.pth`.' in card and 'License: not stated' in card
+    R2D2Model.from_pretrained(folder)  # the record does not disturb loading
+    assert 'converted_from' not in json.loads((tmp_path / 'export' / 'config.json').read_text())
 
 
 def test_model_card_front_matter_and_metadata():
@@ -342,6 +397,8 @@ def test_model_card_front_matter_and_metadata():
     assert '`HFCLIPVisionEncoder` (frozen=True)' in card and '- Zero-Corpus 23M' in card
     assert "R2D2Model.from_pretrained('org/r2d2-vitb-23m')" in card and 'model.match(' in card
     assert render_model_card(config) == render_model_card(config, {})  # pure
+    licensed = render_model_card(config, dict(converted_from='a.pth', license='mit'))
+    assert yaml.safe_load(licensed.split('---\n')[1])['license'] == 'mit' and 'License: not' not in licensed
 
 
 def test_from_pretrained_builds_the_tokenizer_now(saved):

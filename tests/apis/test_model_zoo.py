@@ -2,7 +2,9 @@
 the generated docs page and tools/publish_to_hub.py."""
 import copy
 import importlib.util
+import json
 import math
+import re
 from pathlib import Path
 
 import huggingface_hub
@@ -20,7 +22,8 @@ from r2d2lib.apis.model_zoo import (
     load_model_index,
     model_card_metadata,
 )
-from r2d2lib.converters.official_r2d2 import expected_shapes
+from r2d2lib.converters.building import expected_shapes
+from r2d2lib.converters.official_r2d2 import inference_model_config
 from r2d2lib.models.vlp import DualEncoderModel, R2D2Model
 from r2d2lib.registry import MODELS
 
@@ -86,7 +89,14 @@ def test_config_exists_and_builds_the_inference_form_that_the_official_weights_f
     assert name.split('_')[1] == {768: 'vitb', 1024: 'vitl'}[width]  # the name says the ViT
     # exactly the tensors (names and shapes) the converter maps the official checkpoint of Arch onto
     shapes = {k: v.shape for k, v in model.state_dict().items()}
-    assert shapes == expected_shapes(info['Metadata']['Arch'])
+    assert shapes == expected_shapes(inference_model_config(info['Metadata']['Arch']))
+
+
+def test_a_collection_without_a_name_is_named_by_its_file(tmp_path):
+    (tmp_path / 'm.yml').write_text('Collections:\n  - Metadata: {}\nModels: []\n')
+    (tmp_path / 'index.yml').write_text('Import:\n  - m.yml\n')
+    with pytest.raises(ModelZooError, match=r'm\.yml: every entry of Collections needs a Name'):
+        load_model_index(tmp_path / 'index.yml')
 
 
 def test_hub_ids_are_the_one_org_and_the_model_name_and_only_for_released_checkpoints(tmp_path):
@@ -280,9 +290,10 @@ def test_model_card_of_a_zoo_model_has_the_paper_and_its_results():
     assert '| Image-Text Matching (zero-shot) | ICM |  |  |  |  |  |  |  | 87.4 |' in card
     assert "R2D2Model.from_pretrained('r2d2lib/r2d2_vitl_23m')" in card
     assert 'Converted from the official checkpoint' in card and '@article{xie2022zero' in card
+    assert '\nlicense: other\n' in card  # the official release states no license
     own = model_card_metadata('r2d2_vitl_23m', repo_id='me/mine', official=False)
     assert own['repo_id'] == 'me/mine' and 'not the official checkpoint' in own['description']
-    assert 'not measured on these weights' in own['description']
+    assert 'not measured on these weights' in own['description'] and own['license'] == 'apache-2.0'
 
 
 @pytest.fixture
@@ -326,13 +337,16 @@ def test_publish_dry_run_from_a_training_checkpoint(training_checkpoint, tmp_pat
 
 
 def test_publish_a_converted_folder_by_zoo_name(tiny_r2d2, tmp_path, capsys, monkeypatch):
-    folder = tiny_r2d2.save_pretrained(tmp_path / 'converted')
+    # as tools/convert/official_r2d2.py writes it: the source file recorded in config.json
+    folder = tiny_r2d2.save_pretrained(tmp_path / 'converted', model_card=dict(converted_from='icm.pth'))
     tool = load_tool('publish_to_hub')
     out = tmp_path / 'out'
     assert tool.main(['r2d2_vitb_23m_ft-icm', '--src', str(folder), '--dry-run', '--out', str(out)]) == 0
     assert f'would upload to {HUB_ORG}/r2d2_vitb_23m_ft-icm' in capsys.readouterr().out
     card = (out / 'README.md').read_text()
     assert 'Converted from the official checkpoint (https://drive.google.com/' in card
+    assert 'Weights converted from `icm.pth`' in card and '\nlicense: other\n' in card
+    assert json.loads((out / 'config.json').read_text())['converted_from'] == 'icm.pth'
     assert '| Image-Text Matching | ICM | 86.47 |' in card
     # without --dry-run: push_to_hub with the metafile's repo id and card
     pushed = {}
@@ -341,6 +355,36 @@ def test_publish_a_converted_folder_by_zoo_name(tiny_r2d2, tmp_path, capsys, mon
     assert tool.main(['r2d2_vitb_23m_ft-icm', '--src', str(folder)]) == 0
     assert pushed['repo_id'] == f'{HUB_ORG}/r2d2_vitb_23m_ft-icm'
     assert pushed['model_card']['results'] == [dict(Task='Image-Text Matching', Dataset='ICM', AUC=86.47)]
+
+
+def test_publish_calls_only_a_recorded_conversion_official(tiny_r2d2, tmp_path):
+    folder = tiny_r2d2.save_pretrained(tmp_path / 'mine')  # a folder of r2d2lib-trained weights
+    out = tmp_path / 'out'
+    assert load_tool('publish_to_hub').main(['r2d2_vitb_23m', '--src', str(folder), '--dry-run',
+                                             '--out', str(out)]) == 0
+    card = (out / 'README.md').read_text()
+    assert 'Converted from the official checkpoint' not in card and 'not the official checkpoint' in card
+    assert '\nlicense: apache-2.0\n' in card
+    assert 'converted_from' not in json.loads((out / 'config.json').read_text())
+
+
+def test_publish_unpickles_fully_only_with_allow_pickle(training_checkpoint, tmp_path):
+    from mmengine.logging import HistoryBuffer
+    model, path, config = training_checkpoint
+    torch.save(dict(meta=dict(iter=2), state_dict=model.state_dict(),  # as mmengine saves it
+                    message_hub=dict(log_scalars={'train/loss': HistoryBuffer([1.0], [1])})), path)
+    tool = load_tool('publish_to_hub')
+    argv = [str(path), '--config', str(config), '--repo-id', 'me/tiny', '--dry-run',
+            '--out', str(tmp_path / 'o')]
+    refused = re.escape(f'error: {path} cannot be loaded weights-only') + r'(.|\n)*--allow-pickle'
+    with pytest.raises(SystemExit, match=refused):
+        tool.main(argv)
+    assert not (tmp_path / 'o').exists()
+    assert tool.main(argv + ['--allow-pickle']) == 0
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(SystemExit, match=re.escape(f'error: {path} is not a readable PyTorch checkpoint')):
+        tool.main(argv + ['--allow-pickle'])
 
 
 def test_publish_refuses_what_it_cannot_resolve(training_checkpoint, tmp_path):

@@ -10,6 +10,7 @@ inverse mapping itself, and the original-format import must give the same featur
 """
 import copy
 import importlib.util
+import json
 import math
 import re
 from pathlib import Path
@@ -22,11 +23,11 @@ from torch import nn
 from transformers import BertConfig, BertModel, ChineseCLIPConfig, ChineseCLIPModel, CLIPConfig, CLIPModel
 
 from r2d2lib.converters import convert_chinese_clip, model_config_from_hf
+from r2d2lib.converters.building import expected_shapes
 from r2d2lib.converters.chinese_clip import (
     DEFAULT_CONFIG,
-    build_converted_model,
+    build_chinese_clip_model,
     detect_format,
-    expected_shapes,
     inference_model_config,
 )
 from r2d2lib.models.data_preprocessors.image_text import build_tokenizer
@@ -226,7 +227,7 @@ def test_original_checkpoint_imports_exactly(hf_model):
         assert set(converted) == set(reference)
         for name, tensor in converted.items():
             assert torch.equal(tensor, reference[name]), name
-    model = build_converted_model(checkpoint, config=our_config())
+    model = build_chinese_clip_model(checkpoint, config=our_config())
     assert not model.training
     assert_same_features(our_features(model), reference_features(hf_model))
     assert model.model_config['contrastive_loss']['temperature'] == pytest.approx(math.exp(-LOGIT_SCALE),
@@ -262,7 +263,7 @@ def test_gcpr_model_gets_the_temperature(hf_model):
     converted, _ = convert_chinese_clip(hf_model.state_dict(), 'hf', cfg)
     assert 'contrastive_loss.logit_scale' not in converted
     assert float(converted['contrastive_loss.temp']) == pytest.approx(math.exp(-LOGIT_SCALE))
-    model = build_converted_model(hf_model.state_dict(), 'hf', cfg)
+    model = build_chinese_clip_model(hf_model.state_dict(), 'hf', cfg)
     assert_same_features(our_features(model), reference_features(hf_model))
 
 
@@ -315,6 +316,8 @@ def test_a_model_without_the_chinese_clip_options_is_refused_with_a_hint(hf_mode
 def test_not_a_state_dict():
     with pytest.raises(TypeError, match='not a Chinese-CLIP state dict'):
         convert_chinese_clip({'state_dict': {'visual.proj': 'a string'}}, 'original', our_config())
+    with pytest.raises(TypeError, match="^tiny.pt: 'visual.proj' is a str"):
+        convert_chinese_clip({'state_dict': {'visual.proj': 'a'}}, 'original', our_config(), source='tiny.pt')
     with pytest.raises(TypeError, match='expected a state dict'):
         convert_chinese_clip([torch.zeros(1)], 'original', our_config())
 
@@ -343,7 +346,7 @@ def test_released_key_list_converts_into_the_default_config():
     released = ChineseCLIPConfig(text_config=dict(vocab_size=21128), vision_config=dict(patch_size=16))
     with torch.device('meta'):
         hf_state = ChineseCLIPModel(released).state_dict()
-    ours = expected_shapes(DEFAULT_CONFIG)
+    ours = expected_shapes(inference_model_config(DEFAULT_CONFIG))
     for state, fmt in ((hf_state, 'hf'), (hf_to_original(hf_state), 'original')):
         converted, _ = convert_chinese_clip(state, fmt)
         assert {k: v.shape for k, v in converted.items()} == ours
@@ -433,6 +436,9 @@ def test_tool_converts_an_original_checkpoint(tmp_path, hf_model, vocab_file, ca
     assert 'original format' in out and 'bert.pooler.dense.weight' in out
     model = DualEncoderModel.from_pretrained(tmp_path / 'out')
     assert_same_features(our_features(model), reference_features(hf_model))
+    assert json.loads((tmp_path / 'out' / 'config.json').read_text())['converted_from'] == src.name
+    card = (tmp_path / 'out' / 'README.md').read_text()
+    assert '# Chinese-CLIP (clip_cn_tiny.pt) for r2d2lib' in card and '\nlicense: other\n' in card
 
 
 def test_tool_converts_a_transformers_state_dict_file(tmp_path, hf_model, vocab_file):
@@ -460,6 +466,33 @@ def test_tool_stops_on_a_mismatch_before_writing(tmp_path, hf_model, vocab_file)
     with pytest.raises(PretrainedLoadError, match='visual.extra'):
         load_tool().main([str(original), str(tmp_path / 'out'), '--config', config])
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('name', ['clip_cn_tiny.pt', 'model.safetensors'])
+def test_tool_names_a_truncated_file(name, tmp_path, hf_model, vocab_file):
+    src = tmp_path / name
+    if src.suffix == '.pt':
+        torch.save(original_checkpoint(hf_model), src)
+    else:
+        save_file({k: v.contiguous() for k, v in hf_model.state_dict().items()}, str(src))
+    data = src.read_bytes()
+    src.write_bytes(data[:len(data) // 2])
+    argv = [str(src), str(tmp_path / 'out'), '--config', str(write_config(tmp_path, vocab_file))]
+    with pytest.raises(SystemExit, match=re.escape(f'error: {src} is not a readable ') + '.*truncated'):
+        load_tool().main(argv)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_tool_model_fills_the_card_from_the_model_zoo(tmp_path, hf_model, vocab_file):
+    src = tmp_path / 'clip_cn_tiny.pt'
+    torch.save(original_checkpoint(hf_model), src)
+    argv = [str(src), str(tmp_path / 'out'), '--config', str(write_config(tmp_path, vocab_file))]
+    with pytest.raises(SystemExit, match="--model: 'prd2_vitl' is not a model-zoo model"):
+        load_tool().main(argv + ['--model', 'prd2_vitl'])
+    load_tool().main(argv + ['--model', 'prd2_vitl_250m'])
+    card = (tmp_path / 'out' / 'README.md').read_text()
+    assert '(prd2_vitl_250m)' in card and 'Chinese CLIP:' not in card
+    assert 'Weights converted from `clip_cn_tiny.pt`' in card
 
 
 def test_tool_refuses_bad_arguments(tmp_path):

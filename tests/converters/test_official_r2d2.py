@@ -3,7 +3,9 @@
 A tiny official-layout state dict (exactly the official names, from the reference key lists, at
 tiny widths and depths) is run through an independent implementation of the official forward,
 written here from the reference description of the official release alone (HF CLIP ViT and BERT, the cross
-encoders by hand), and through our converted model; embeddings and matching scores must agree.
+encoders by hand), and through our converted model; embeddings and matching scores must agree, and
+so must the re-ranking of the official evaluation (top-k by cosine, re-scored by matching score +
+cosine: ``test_converted_model_reranks_as_the_official_evaluation``).
 The real-size key lists must convert into our real-size configs exactly.
 """
 import copy
@@ -18,12 +20,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
+from safetensors.torch import save_file
 from transformers import BertConfig, BertModel, CLIPVisionConfig, CLIPVisionModel
 
 from r2d2lib.apis.hub import from_pretrained
 from r2d2lib.converters import ARCH_CONFIGS, build_converted_model, convert_official_state_dict
+from r2d2lib.converters.building import expected_shapes
 from r2d2lib.converters.official_r2d2 import (
-    expected_shapes,
     inference_model_config,
     official_to_ours,
     ours_to_official,
@@ -425,8 +429,22 @@ def test_a_real_checkpoint_of_another_arch_is_named():
 def test_bad_inputs():
     with pytest.raises(KeyError, match='r2d2_vith'):
         convert_official_state_dict({}, 'r2d2_vith')
-    with pytest.raises(TypeError, match='epoch'):
+    with pytest.raises(TypeError, match="^'epoch' is a int"):
         convert_official_state_dict({'epoch': 3}, 'r2d2_vitb')
+    with pytest.raises(TypeError, match="^ckpt.pth: 'epoch' is a int, not a tensor"):
+        convert_official_state_dict({'epoch': 3}, 'r2d2_vitb', source='ckpt.pth')
+    with pytest.raises(TypeError, match='^ckpt.pth: expected a state dict'):
+        convert_official_state_dict([], 'r2d2_vitb', source='ckpt.pth')
+
+
+def test_the_config_temperature_is_the_checkpoints_rounded_as_every_export(vocab_file, tmp_path):
+    official = tiny_official_state_dict('prd2_vitl')
+    official['temp'] = torch.tensor(0.0123456789)
+    model = build_converted_model('prd2_vitl', official, tiny_model_cfg('prd2_vitl', vocab_file))
+    assert model.contrastive_loss.temp.item() == official['temp'].item()  # the tensor: exact
+    assert model.model_config['contrastive_loss']['temperature'] == 0.0123457  # the config: 6 digits
+    saved = json.loads((model.save_pretrained(tmp_path / 'out') / 'config.json').read_text())
+    assert saved['model']['contrastive_loss']['temperature'] == 0.0123457
 
 
 # ----------------------------------------------------------------- tests: real-size key lists
@@ -440,7 +458,7 @@ def test_real_size_key_lists_convert_into_our_configs_exactly(arch):
     official = meta_state_dict(arch)
     converted, dropped = convert_official_state_dict(official, arch)  # our ARCH_CONFIGS model
     assert set(dropped) == UNUSED[arch]
-    ours = expected_shapes(arch)
+    ours = expected_shapes(inference_model_config(arch))
     assert converted.keys() == ours.keys()
     assert all(converted[k].shape == ours[k] for k in ours)
     assert len(converted) == {'r2d2_vitb': 717, 'r2d2_vitl': 909, 'prd2_vitl': 591}[arch]
@@ -497,9 +515,14 @@ def test_tool_converts_a_checkpoint_file(tmp_path, vocab_file):
     assert f'tensors mapped: {len(official) - len(UNUSED_R2D2)}' in out
     assert f'dropped by name (unused by the official model): {len(UNUSED_R2D2)}' in out
     assert all(name in out for name in UNUSED_R2D2)
-    assert 'parameters: ' in out
+    assert 'parameters: ' in out and 'temperature: 0.05 ' in out
     model = load_output_dir(out_dir)
     check_parity(arch, model, official)
+    # the source is recorded; without --model the card is generic, and claims no license
+    assert json.loads((out_dir / 'config.json').read_text())['converted_from'] == 'r2d2_tiny.pth'
+    card = (out_dir / 'README.md').read_text()
+    assert yaml.safe_load(card.split('---\n')[1])['license'] == 'other'
+    assert 'Weights converted from `r2d2_tiny.pth`' in card and '## Results' not in card
 
 
 def load_tool():
@@ -529,6 +552,46 @@ def test_tool_unpickles_fully_only_with_allow_pickle(tmp_path, vocab_file, capsy
 def test_tool_refuses_a_missing_file(tmp_path):
     with pytest.raises(SystemExit, match='not a file'):
         load_tool().main([str(tmp_path / 'nope.pth'), str(tmp_path / 'out'), '--arch', 'r2d2_vitb'])
+
+
+@pytest.mark.parametrize('suffix', ['.pth', '.safetensors'])
+def test_tool_names_a_truncated_file(suffix, tmp_path, vocab_file):
+    arch = 'prd2_vitl'
+    src = tmp_path / f'prd2_tiny{suffix}'
+    official = tiny_official_state_dict(arch)
+    if suffix == '.pth':
+        torch.save({'model': official}, src)
+    else:
+        save_file(official, str(src))
+    data = src.read_bytes()
+    src.write_bytes(data[:len(data) // 2])
+    argv = [str(src), str(tmp_path / 'out'), '--arch', arch, '--config',
+            str(write_tiny_config(tmp_path, arch, vocab_file))]
+    unreadable = re.escape(f'error: {src} is not a readable ') + '.*truncated or corrupt'
+    with pytest.raises(SystemExit, match=unreadable):
+        load_tool().main(argv)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_tool_model_fills_the_card_from_the_model_zoo(tmp_path, vocab_file):
+    arch = 'prd2_vitl'
+    src = tmp_path / 'prd2_pretrain_250m.pth'
+    torch.save({'model': tiny_official_state_dict(arch)}, src)
+    out_dir = tmp_path / 'out'
+    argv = [str(src), str(out_dir), '--arch', arch, '--config',
+            str(write_tiny_config(tmp_path, arch, vocab_file))]
+    with pytest.raises(SystemExit, match="--model: 'prd2_vitl_25m' is not a model-zoo model; close names"):
+        load_tool().main(argv + ['--model', 'prd2_vitl_25m'])
+    with pytest.raises(SystemExit, match='--model r2d2_vitl_250m is a r2d2_vitl checkpoint, not --arch prd2'):
+        load_tool().main(argv + ['--model', 'r2d2_vitl_250m'])
+    assert not out_dir.exists()
+    load_tool().main(argv + ['--model', 'prd2_vitl_250m'])
+    card = (out_dir / 'README.md').read_text()
+    assert '(prd2_vitl_250m)' in card and '## Results' not in card  # the paper has no PRD2 results
+    assert 'Converted from the official checkpoint (https://drive.google.com/' in card
+    assert 'Weights converted from `prd2_pretrain_250m.pth`' in card and '\nlicense: other\n' in card
+    assert "DualEncoderModel.from_pretrained('r2d2lib/prd2_vitl_250m')" in card
+    assert json.loads((out_dir / 'config.json').read_text())['converted_from'] == src.name
 
 
 def test_inference_config_leaves_the_callers_dict_alone(vocab_file):

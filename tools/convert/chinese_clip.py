@@ -11,31 +11,38 @@ converted into ``--config`` (default configs/chinese_clip/chinese_clip_vitb16.py
 detected from the keys unless given. Unused tensors (the BERT pooler, index buffers) are dropped by name
 and listed; anything else that does not match our model key for key and shape for shape stops the
 conversion with the offending names. The output is written by ``r2d2lib.apis.hub.save_pretrained`` and
-loads with ``DualEncoderModel.from_pretrained(OUT_DIR)``.
+loads with ``DualEncoderModel.from_pretrained(OUT_DIR)``; the source file's name is recorded in its
+config.json (``converted_from``). ``--model`` (a model-zoo name) fills the model card from its
+metafile entry instead of the generic Chinese-CLIP card.
 """
 import argparse
 from pathlib import Path
 
 import torch
 
-from r2d2lib.apis.hub import save_pretrained
-from r2d2lib.converters.checkpoint_files import PickleRefusedError, check_tokenizer, load_checkpoint_file
+from r2d2lib.converters.building import build_converted, converted_card, print_summary, save_converted
+from r2d2lib.converters.checkpoint_files import (
+    CheckpointFileError,
+    PickleRefusedError,
+    check_tokenizer,
+    load_checkpoint_file,
+    set_tokenizer,
+)
 from r2d2lib.converters.chinese_clip import (
     DEFAULT_CONFIG,
-    build_inference_model,
     convert_chinese_clip,
     detect_format,
     inference_model_config,
     is_dropped,
     model_config_from_hf,
-    temperature_of,
     unwrap_chinese_clip_state_dict,
 )
-from r2d2lib.converters.official_r2d2 import load_converted
 from r2d2lib.models.encoders.base import check_state_dict_keys, quiet_transformers
 
 #: What a folder holding a tokenizer has (BertTokenizerFast.from_pretrained reads either).
 TOKENIZER_MARKERS = ('vocab.txt', 'tokenizer.json')
+PAPER = dict(title='Chinese CLIP: Contrastive Vision-Language Pretraining in Chinese',
+             url='https://arxiv.org/abs/2211.01335')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--config', default=None,
                         help=f'config file whose `model` to convert into (default {DEFAULT_CONFIG}; for a '
                              'transformers folder the tower sizes come from its config.json)')
+    parser.add_argument('--model', default=None,
+                        help='model-zoo name whose metafile entry fills the model card (see '
+                             'r2d2lib.list_models()); default: a Chinese-CLIP card')
     parser.add_argument('--tokenizer', default=None,
                         help='tokenizer to save with the model (a local folder or Hub id, or a WordPiece '
                              'vocab.txt); default: the folder\'s own, else the config\'s '
@@ -69,16 +79,6 @@ def load_hf_folder(path: Path):
     return model.state_dict(), model.config
 
 
-def tokenizer_config(args: argparse.Namespace, src: Path) -> dict | None:
-    """The tokenizer entry to configure, or None to keep the config's."""
-    if args.tokenizer is not None:
-        key = 'vocab_file' if Path(args.tokenizer).is_file() else 'name_or_path'
-        return {key: args.tokenizer}
-    if src.is_dir() and any((src / name).is_file() for name in TOKENIZER_MARKERS):
-        return {'name_or_path': str(src.resolve())}
-    return None
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     src = Path(args.src)
@@ -86,6 +86,11 @@ def main(argv=None) -> None:
         raise SystemExit(f'error: {src} does not exist')
     if src.is_dir() and args.format == 'original':
         raise SystemExit(f'error: {src} is a folder; --format original takes a checkpoint file')
+    try:
+        card = converted_card(src, args.model, default=dict(title=f'Chinese-CLIP ({src.name}) for r2d2lib',
+                                                            paper=PAPER))
+    except KeyError as error:
+        raise SystemExit(f'error: --model: {error.args[0]}') from None
     import r2d2lib  # noqa: F401  (registers every component)
     if src.is_dir():
         state_dict, hf_config = load_hf_folder(src)  # before the tokenizer: the folder is checked first
@@ -94,39 +99,22 @@ def main(argv=None) -> None:
     else:
         model_cfg = inference_model_config(args.config)
         source_format = args.format
-    tokenizer = tokenizer_config(args, src)
-    if tokenizer is not None:
-        dp_cfg = model_cfg.get('data_preprocessor') or dict(type='ImageTextDataPreprocessor')
-        model_cfg['data_preprocessor'] = dict(dp_cfg, tokenizer=tokenizer)
+    own_tokenizer = src.is_dir() and any((src / name).is_file() for name in TOKENIZER_MARKERS)
+    set_tokenizer(model_cfg, args.tokenizer or (src.resolve() if own_tokenizer else None))
     try:
         check_tokenizer(model_cfg, "Chinese-CLIP's")
         if not src.is_dir():
-            state_dict = unwrap_chinese_clip_state_dict(load_checkpoint_file(src, args.allow_pickle))
-    except (OSError, PickleRefusedError) as error:
+            state_dict = unwrap_chinese_clip_state_dict(load_checkpoint_file(src, args.allow_pickle), src)
+    except (OSError, PickleRefusedError, CheckpointFileError) as error:
         raise SystemExit(f'error: {error}') from None
-    if not src.is_dir():
-        if source_format == 'auto':
-            source_format = detect_format(state_dict)
+    if source_format == 'auto':
+        source_format = detect_format(state_dict)
     converted, dropped = convert_chinese_clip(state_dict, source_format, model_cfg, source=str(src))
-    # the config's initial temperature says what the checkpoint holds (its tensor is loaded anyway)
-    model_cfg['contrastive_loss'] = dict(model_cfg['contrastive_loss'],
-                                         temperature=float(f'{temperature_of(converted):.6g}'))
-    model = load_converted(build_inference_model(model_cfg), converted)
-    params = sum(p.numel() for p in model.parameters())
-    print(f'{src} (Chinese-CLIP, {source_format} format, model config {args.config or DEFAULT_CONFIG}):')
-    print(f'  tensors mapped: {len(converted)}')
-    print(f'  dropped by name (unused): {len(dropped)}')
-    for name in dropped:
-        print(f'    {name}')
-    tau = temperature_of(converted)
-    print(f'  temperature: {tau:.6g} (scale 1/tau = {1 / tau:.4g})')
-    print(f'  parameters: {params:,} ({type(model).__name__})')
-    out_dir = Path(args.out_dir)
-    save_pretrained(model, out_dir, model_config=model_cfg, model_card=dict(
-        title=f'Chinese-CLIP ({src.name}) for r2d2lib',
-        paper=dict(title='Chinese CLIP: Contrastive Vision-Language Pretraining in Chinese',
-                   url='https://arxiv.org/abs/2211.01335')))
-    print(f'wrote {out_dir}: {", ".join(sorted(p.name for p in out_dir.iterdir()))}')
+    model = build_converted(model_cfg, converted)
+    config = args.config or DEFAULT_CONFIG
+    print_summary(f'{src} (Chinese-CLIP, {source_format} format, model config {config})', converted, dropped,
+                  model)
+    save_converted(model, args.out_dir, card)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """Convert an official R2D2 / PRD2 checkpoint (a PyTorch pickle) into an r2d2lib model directory.
 
-    python tools/convert/official_r2d2.py r2d2_pretrain_250m.pth out/r2d2_vitl_250m --arch r2d2_vitl
+    python tools/convert/official_r2d2.py r2d2_pretrain_250m.pth out/r2d2_vitl_250m --arch r2d2_vitl \
+        --model r2d2_vitl_250m
     python tools/convert/official_r2d2.py prd2_pretrain_250m.pth out/prd2_vitl_250m --arch prd2_vitl
 
 Every official tensor is renamed to our names (see docs/converters.md); the few the official
@@ -9,19 +10,21 @@ key for key and shape for shape stops the conversion with the offending names. T
 read with ``torch.load(weights_only=True)``; a checkpoint that needs a full unpickle is refused
 unless ``--allow-pickle`` is given (unpickling can run arbitrary code: only for trusted files).
 Fine-tuned retrieval and matching checkpoints convert with the ``r2d2_*`` arch of their ViT.
+``--model`` (a model-zoo name) fills the model card from its metafile entry; the source file's
+name is recorded in config.json (``converted_from``) for ``tools/publish_to_hub.py``.
 """
 import argparse
 from pathlib import Path
 
-from r2d2lib.apis.hub import save_pretrained
-from r2d2lib.converters.checkpoint_files import PickleRefusedError, check_tokenizer, load_checkpoint_file
-from r2d2lib.converters.official_r2d2 import (
-    ARCH_CONFIGS,
-    build_inference_model,
-    convert_official_state_dict,
-    inference_model_config,
-    load_converted,
+from r2d2lib.converters.building import build_converted, converted_card, print_summary, save_converted
+from r2d2lib.converters.checkpoint_files import (
+    CheckpointFileError,
+    PickleRefusedError,
+    check_tokenizer,
+    load_checkpoint_file,
+    set_tokenizer,
 )
+from r2d2lib.converters.official_r2d2 import ARCH_CONFIGS, convert_official_state_dict, inference_model_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,6 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--config', default=None,
                         help='config file whose `model` to convert into (default: per arch, '
                              + ', '.join(f'{k}: {v}' for k, v in ARCH_CONFIGS.items()) + ')')
+    parser.add_argument('--model', default=None,
+                        help='model-zoo name of the checkpoint (see r2d2lib.list_models()), whose metafile '
+                             'entry fills the model card (paper, results, ...); default: a generic card')
     parser.add_argument('--tokenizer', default=None,
                         help='tokenizer to configure instead of the config\'s (a local folder or Hub id, '
                              'or a WordPiece vocab.txt), e.g. when the Hub one is not cached offline')
@@ -46,30 +52,26 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if not Path(args.src).is_file():
         raise SystemExit(f'error: {args.src} is not a file')
-    model_cfg = inference_model_config(args.arch, args.config)
-    if args.tokenizer is not None:
-        key = 'vocab_file' if Path(args.tokenizer).is_file() else 'name_or_path'
-        model_cfg['data_preprocessor'] = {'type': 'ImageTextDataPreprocessor',
-                                          **(model_cfg.get('data_preprocessor') or {}),
-                                          'tokenizer': {key: args.tokenizer}}
+    try:
+        card = converted_card(args.src, args.model)
+    except KeyError as error:
+        raise SystemExit(f'error: --model: {error.args[0]}') from None
+    if args.model is not None:
+        from r2d2lib.apis.model_zoo import get_model_info
+        arch = get_model_info(args.model)['Metadata']['Arch']
+        if arch != args.arch:
+            raise SystemExit(f'error: --model {args.model} is a {arch} checkpoint, not --arch {args.arch}')
+    model_cfg = set_tokenizer(inference_model_config(args.arch, args.config), args.tokenizer)
     try:
         check_tokenizer(model_cfg, "chinese-roberta-wwm-ext's")  # before the long part
         checkpoint = load_checkpoint_file(args.src, args.allow_pickle)
-    except (OSError, PickleRefusedError) as error:
+    except (OSError, PickleRefusedError, CheckpointFileError) as error:
         raise SystemExit(f'error: {error}') from None
     converted, dropped = convert_official_state_dict(checkpoint, args.arch, model_cfg, source=args.src)
-    # the config's initial temperature says what the checkpoint holds (its tensor is loaded anyway)
-    model_cfg['contrastive_loss']['temperature'] = float(converted['contrastive_loss.temp'])
-    model = load_converted(build_inference_model(args.arch, model_cfg), converted)
-    params = sum(p.numel() for p in model.parameters())
-    print(f'{args.src} ({args.arch}, model config {args.config or ARCH_CONFIGS[args.arch]}):')
-    print(f'  tensors mapped: {len(converted)}')
-    print(f'  dropped by name (unused by the official model): {len(dropped)}')
-    for name in dropped:
-        print(f'    {name}')
-    print(f'  parameters: {params:,} ({type(model).__name__})')
-    save_pretrained(model, args.out_dir, model_config=model_cfg)
-    print(f'wrote {args.out_dir}: {", ".join(sorted(p.name for p in Path(args.out_dir).iterdir()))}')
+    model = build_converted(model_cfg, converted)
+    print_summary(f'{args.src} ({args.arch}, model config {args.config or ARCH_CONFIGS[args.arch]})',
+                  converted, dropped, model, dropped_reason='unused by the official model')
+    save_converted(model, args.out_dir, card)
 
 
 if __name__ == '__main__':
