@@ -1,6 +1,7 @@
 """A progress bar over training iterations, with the current losses."""
 import sys
 
+import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from tqdm import tqdm
@@ -33,7 +34,8 @@ class ProgressBarHook(Hook):
             return
         self.bar.update(1)
         if outputs and self.every_n_train_iters(runner, self.interval):
-            self.bar.set_postfix({k: f'{float(v):.3f}' for k, v in outputs.items()}, refresh=False)
+            self.bar.set_postfix({k: f'{float(torch.as_tensor(v).detach()):.3f}' for k, v in outputs.items()},
+                                 refresh=False)
 
     def after_train(self, runner) -> None:
         if self.bar is not None:
