@@ -102,12 +102,10 @@ def load_model(path: Path, config: Optional[str], name: Optional[str], allow_pic
         from r2d2lib.apis.model_zoo import get_model_info
         config = get_model_info(name)['Config']
         print(f'config: {config} (of {name})')
+    from r2d2lib.converters.building import clear_init_only
     from r2d2lib.converters.official_r2d2 import load_model_config
-    model_cfg = load_model_config(config)
     # the checkpoint holds every weight: no pretrained towers are loaded (nothing is downloaded)
-    for key in ('image_encoder', 'text_encoder'):
-        if isinstance(model_cfg.get(key), dict) and 'pretrained' in model_cfg[key]:
-            model_cfg[key] = dict(model_cfg[key], pretrained=None)
+    model_cfg = clear_init_only(load_model_config(config))
     model = MODELS.build({**model_cfg, '_scope_': 'r2d2lib'})
     try:
         dropped = load_local_checkpoint(model, path, allow_pickle=allow_pickle)  # strict

@@ -41,7 +41,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from r2d2lib.converters.building import config_temperature
+from r2d2lib.converters.building import config_temperature, inference_config
 from r2d2lib.converters.checkpoint_files import load_checkpoint_file, read_safetensors, unwrap_state_dict
 from r2d2lib.models.encoders.base import check_state_dict_keys, load_state_dict_strict
 from r2d2lib.models.losses import GCPRLoss, MoCoLoss
@@ -63,10 +63,8 @@ TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_ma
 HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME) + TOKENIZER_FILES
 # The tokenizer entry of a saved config: the folder that holds config.json.
 TOKENIZER_IN_FOLDER = '.'
-# State dict prefixes of training-only modules, and the config keys that build them.
+# State dict prefixes of training-only modules (their config keys: building.TRAINING_ONLY_ARGS).
 TRAINING_STATE = ('teacher.', 'queue.', 'image_centre.', 'text_centre.')
-TRAINING_ONLY_ARGS = ('teacher', 'queue', 'fgd_loss', 'loss_weights')
-INIT_ONLY_KEYS = ('pretrained', 'init_cfg')
 
 
 class PretrainedConfigError(ValueError):
@@ -86,19 +84,6 @@ def _json_value(value: Any, where: str) -> Any:
         return value.__name__  # type=SomeClass: registered under its class name
     raise TypeError(f'{where} is a {type(value).__name__}, which config.json cannot hold; build the '
                     'model from a config of plain values or pass save_pretrained(model_config=...)')
-
-
-def _clear_init_only(cfg: Any) -> None:
-    """Set ``pretrained`` and ``init_cfg`` to None at every level (HF ``config`` dicts excepted)."""
-    if isinstance(cfg, dict):
-        for key, value in cfg.items():
-            if key in INIT_ONLY_KEYS:
-                cfg[key] = None
-            elif key != 'config':
-                _clear_init_only(value)
-    elif isinstance(cfg, list):
-        for value in cfg:
-            _clear_init_only(value)
 
 
 def inference_contrastive_loss(loss: nn.Module) -> Tuple[Optional[dict], Dict[str, Tensor]]:
@@ -127,11 +112,10 @@ def export_config(model: DualEncoderModel, model_config: Optional[dict] = None) 
     cfg.setdefault('type', type(model).__name__)
     if cfg['type'] != type(model).__name__:
         raise ValueError(f"model_config describes {cfg['type']} but the model is a {type(model).__name__}")
-    cfg.update({key: None for key in TRAINING_ONLY_ARGS})
+    cfg = inference_config(cfg)
     loss_cfg, _ = inference_contrastive_loss(model.contrastive_loss)
     if loss_cfg is not None:
         cfg['contrastive_loss'] = loss_cfg
-    _clear_init_only(cfg)
     preprocessor = model.data_preprocessor
     dp_cfg = cfg.get('data_preprocessor') or dict(type=type(preprocessor).__name__)
     dp_cfg['tokenizer'] = dict(name_or_path=TOKENIZER_IN_FOLDER)

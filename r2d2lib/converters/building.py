@@ -1,6 +1,7 @@
 """Our model from converted weights, as every converter and its tool builds, loads, reports and saves it."""
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +13,36 @@ from torch import Tensor, nn
 #: Where a converted model's contrastive loss keeps its temperature, as ``logit_scale`` (InfoNCE) or
 #: ``temp`` (GCPR); the first one the model has is used.
 TEMPERATURE_KEYS = ('contrastive_loss.logit_scale', 'contrastive_loss.temp')
+
+
+#: Model config arguments that only training uses (the momentum teacher, queue, FgD, loss weights).
+TRAINING_ONLY_ARGS = ('teacher', 'queue', 'fgd_loss', 'loss_weights')
+#: Config keys that only initialisation reads (pretrained weights); a loaded model has its weights.
+INIT_ONLY_KEYS = ('pretrained', 'init_cfg')
+
+
+def clear_init_only(cfg: Any) -> Any:
+    """Set ``pretrained`` and ``init_cfg`` to None at every level (in place; returned), except inside
+    an encoder's transformers ``config`` dict, so that building the model downloads nothing."""
+    if isinstance(cfg, dict):
+        for key, value in cfg.items():
+            if key in INIT_ONLY_KEYS:
+                cfg[key] = None
+            elif key != 'config':
+                clear_init_only(value)
+    elif isinstance(cfg, list):
+        for value in cfg:
+            clear_init_only(value)
+    return cfg
+
+
+def inference_config(model_cfg: Mapping) -> dict:
+    """A copy of a model config without training-only parts (:data:`TRAINING_ONLY_ARGS` set to None)
+    or init-only keys (:func:`clear_init_only`). A contrastive loss that needs the queue must still
+    be replaced by the caller."""
+    cfg = copy.deepcopy(dict(model_cfg))
+    cfg.update({key: None for key in TRAINING_ONLY_ARGS})
+    return clear_init_only(cfg)
 
 
 def match_prefix(name: str, prefix: str) -> bool:

@@ -39,9 +39,8 @@ def _torch_load(path: Path, weights_only: bool) -> Any:
     try:
         if not weights_only:
             return torch.load(path, map_location='cpu', weights_only=False)
-        from r2d2lib.engine.checkpoint import SAFE_GLOBALS
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location='cpu', weights_only=True)
+        from r2d2lib.engine.checkpoint import load_weights_only
+        return load_weights_only(path, map_location='cpu')
     except pickle.UnpicklingError as error:
         if weights_only:  # more than tensors and plain data: the caller decides
             raise

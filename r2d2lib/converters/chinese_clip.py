@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from r2d2lib.models.encoders.base import check_state_dict_keys
 
-from .building import TEMPERATURE_KEYS, build_converted, expected_shapes, match_prefix
+from .building import TEMPERATURE_KEYS, build_converted, expected_shapes, inference_config, match_prefix
 from .checkpoint_files import unwrap_state_dict
 from .official_r2d2 import load_model_config
 
@@ -177,10 +177,9 @@ def hf_to_ours(name: str, logit_target: str | None = None) -> str | None:
 
 # ----------------------------------------------------------------- our model
 def inference_model_config(config: str | Path | Mapping | None = None) -> dict:
-    """Our model config (default :data:`DEFAULT_CONFIG`'s ``model``) with ``pretrained=None`` encoders."""
-    cfg = load_model_config(DEFAULT_CONFIG if config is None else config)
-    for key in ('image_encoder', 'text_encoder'):
-        cfg[key] = dict(cfg[key], pretrained=None)
+    """Our model config (default :data:`DEFAULT_CONFIG`'s ``model``) in inference form (no pretrained
+    downloads, no training-only parts)."""
+    cfg = inference_config(load_model_config(DEFAULT_CONFIG if config is None else config))
     if cfg.get('type') != 'DualEncoderModel':
         raise ValueError(f'Chinese-CLIP converts into a DualEncoderModel, but the model config has type '
                          f'{cfg.get("type")!r}')

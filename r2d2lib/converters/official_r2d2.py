@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from r2d2lib.models.encoders.base import PretrainedLoadError, check_state_dict_keys
 
-from .building import build_converted, build_model, expected_shapes, match_prefix
+from .building import build_converted, build_model, expected_shapes, inference_config, match_prefix
 from .checkpoint_files import unwrap_state_dict
 
 #: Repository root: ``ARCH_CONFIGS`` paths are relative to it.
@@ -81,12 +81,9 @@ DROPPED_PREFIXES: dict[str, tuple[str, ...]] = {
     'prd2_vitl': _DUAL_ENCODER_DROPPED,
 }
 
-#: Training-only parts removed from the R2D2 configs (the release has no momentum teacher,
-#: queue, FgD or MLM head); the temperature lives in a plain GCPR loss.
-_INFERENCE_OVERRIDES: dict = dict(
-    teacher=None, queue=None, fgd_loss=None, loss_weights=None,
-    contrastive_loss=dict(type='GCPRLoss', temperature=0.07, temperature_range=(0.001, 0.5)))
-_R2D2_INFERENCE_OVERRIDES: dict = dict(_INFERENCE_OVERRIDES, mlm_head=None)
+#: What the official release has instead of the configs' training-only parts: no MLM head, and the
+#: temperature in a plain GCPR loss.
+_OFFICIAL_LOSS: dict = dict(type='GCPRLoss', temperature=0.07, temperature_range=(0.001, 0.5))
 
 
 def _check_arch(arch: str) -> None:
@@ -153,11 +150,10 @@ def inference_model_config(arch: str, config: str | Path | Mapping | None = None
     tokenizer stays as configured: it is built on first use.
     """
     _check_arch(arch)
-    cfg = load_model_config(ARCH_CONFIGS[arch] if config is None else config)
-    overrides = _R2D2_INFERENCE_OVERRIDES if arch.startswith('r2d2') else _INFERENCE_OVERRIDES
-    cfg.update(copy.deepcopy(overrides))
-    for key in ('image_encoder', 'text_encoder'):
-        cfg[key] = dict(cfg[key], pretrained=None)
+    cfg = inference_config(load_model_config(ARCH_CONFIGS[arch] if config is None else config))
+    cfg['contrastive_loss'] = dict(_OFFICIAL_LOSS)
+    if arch.startswith('r2d2'):
+        cfg['mlm_head'] = None
     expected = 'R2D2Model' if arch.startswith('r2d2') else 'DualEncoderModel'
     if cfg.get('type') != expected:
         raise ValueError(f'{arch} converts into a {expected}, but the model config has type '

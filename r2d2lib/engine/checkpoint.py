@@ -27,6 +27,12 @@ SAFE_GLOBALS = [HistoryBuffer, np.ndarray, np.dtype, np._core.multiarray._recons
                 np._core.multiarray.scalar] + [getattr(np.dtypes, n) for n in np.dtypes.__all__]
 
 
+def load_weights_only(filename: str, map_location=None):
+    """``torch.load(weights_only=True)`` with mmengine's and numpy's plain data types allowed."""
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        return torch.load(filename, map_location=map_location, weights_only=True)
+
+
 def load_from_local(filename: str, map_location=None):
     """Load a local checkpoint: weights-only if possible, else a logged full unpickle.
 
@@ -36,8 +42,7 @@ def load_from_local(filename: str, map_location=None):
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(filename, map_location=map_location, weights_only=True)
+        return load_weights_only(filename, map_location)
     except pickle.UnpicklingError:
         print_log(f'{filename} holds Python objects beyond tensors (an mmengine training '
                   'checkpoint): unpickling it fully. Only resume from checkpoints you trust.',
