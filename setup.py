@@ -33,6 +33,12 @@ setup(
         'rich',
     ],
     extras_require={
-        'dev': ['pytest', 'ruff'],
+        'data': ['pyarrow'],  # parquet annotations of the Zero corpus
+        'index': ['faiss-cpu'],  # tools/build_index.py, tools/search.py
+        'onnx': ['onnx', 'onnxruntime', 'onnxscript'],  # tools/export_onnx.py
+        'web': ['fastapi', 'uvicorn', 'python-multipart'],  # demo/ (make web-demo)
+        'dev': ['pytest', 'ruff', 'scikit-learn', 'playwright',  # tests; playwright drives Debian's chromium
+                'pyarrow', 'faiss-cpu', 'onnx', 'onnxruntime', 'onnxscript',
+                'fastapi', 'uvicorn', 'python-multipart', 'httpx'],
     },
 )

@@ -78,3 +78,27 @@ def test_parameter_names_follow_the_official_layout():
 def test_width_not_divisible_by_heads_is_a_clear_error():
     with pytest.raises(ValueError, match='divisible'):
         CrossEncoder(width=30, num_heads=4)
+
+
+def test_attention_maps_are_the_probabilities_the_forward_uses():
+    """Each layer's map, applied to the values by hand, reproduces the fused cross-attention output."""
+    torch.manual_seed(0)
+    enc = CrossEncoder(width=32, kv_width=48, num_layers=3, num_heads=4).eval()
+    x, context = torch.randn(2, 5, 32), torch.randn(2, 7, 48)
+    context_mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
+    with torch.no_grad():
+        maps = enc.attention_maps(x, context, context_mask=context_mask)
+        assert len(maps) == 3 and maps[0].shape == (2, 4, 5, 7)
+        assert torch.allclose(maps[1].sum(-1), torch.ones(2, 4, 5))
+        assert maps[2][1, :, :, 4:].abs().max() == 0  # padded image tokens get no attention
+        h = x
+        for layer, probs in zip(enc.layer, maps):
+            h = eager_attention(layer.attention, h, h, None)
+            p = layer.crossattention.self
+            v = p.value(context).view(2, 7, 4, 8).transpose(1, 2)
+            by_hand = layer.crossattention.output.LayerNorm(
+                h + layer.crossattention.output.dense((probs @ v).transpose(1, 2).reshape(2, 5, 32)))
+            fused = layer.crossattention(h, context, context_mask.bool()[:, None, None, :])
+            assert torch.allclose(by_hand, fused, atol=1e-5)
+            h = layer.output(layer.intermediate(fused), fused)
+        assert torch.allclose(h, enc(x, context, context_mask=context_mask), atol=1e-5)

@@ -16,7 +16,8 @@ forward as boolean key masks.
 """
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import List, Optional
 
 import torch.nn.functional as F
 from mmengine.model import BaseModule
@@ -59,6 +60,18 @@ class AttentionProjection(nn.Module):
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         b, h, n, d = out.shape
         return out.transpose(1, 2).reshape(b, n, h * d)
+
+    def probabilities(self, x: Tensor, context: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """Attention probabilities [B, heads, N, M] of ``x`` over ``context``, computed eagerly.
+
+        The same softmax(q k^T / sqrt(d)) that ``forward`` runs fused through SDPA; only
+        visualisation asks for it, so training never materialises the [N, M] maps.
+        """
+        q, k = self._heads(self.query(x)), self._heads(self.key(context))
+        scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float('-inf'))
+        return scores.softmax(dim=-1)
 
 
 class ResidualOutput(nn.Module):
@@ -109,8 +122,11 @@ class CrossEncoderLayer(nn.Module):
         self.output = ResidualOutput(ffn_width, width, dropout, eps)
 
     def forward(self, x: Tensor, context: Tensor, self_mask: Optional[Tensor],
-                cross_mask: Optional[Tensor]) -> Tensor:
+                cross_mask: Optional[Tensor], attention_maps: Optional[List[Tensor]] = None) -> Tensor:
+        """One layer; appends the cross-attention probabilities to ``attention_maps`` if given."""
         x = self.attention(x, x, self_mask)
+        if attention_maps is not None:
+            attention_maps.append(self.crossattention.self.probabilities(x, context, cross_mask))
         x = self.crossattention(x, context, cross_mask)
         return self.output(self.intermediate(x), x)
 
@@ -166,3 +182,20 @@ class CrossEncoder(BaseModule):
         for layer in self.layer:
             x = layer(x, context, self_mask, cross_mask)
         return x
+
+    def attention_maps(self, x: Tensor, context: Tensor, x_mask: Optional[Tensor] = None,
+                       context_mask: Optional[Tensor] = None) -> List[Tensor]:
+        """Cross-attention probabilities of every layer, a list of [B, heads, N, M] (layer 1 first).
+
+        Row ``n`` of layer ``l`` is how query token ``n`` of ``x`` attends over the
+        ``context`` tokens at layer ``l``, e.g. a text token over the image tokens in the
+        text-image cross encoder (the paper's Fig. 2 reads the 3rd layer). Padded context
+        tokens get probability 0. The fused forward is unchanged; the maps are computed
+        eagerly beside it.
+        """
+        self_mask = key_padding_mask(x_mask)
+        cross_mask = key_padding_mask(context_mask)
+        maps: List[Tensor] = []
+        for layer in self.layer:
+            x = layer(x, context, self_mask, cross_mask, attention_maps=maps)
+        return maps
