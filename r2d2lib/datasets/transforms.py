@@ -27,8 +27,11 @@ work as well.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import struct
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -62,33 +65,87 @@ class UnreadableImageError(Exception):
         return type(self), (self.path, self.reason)
 
 
+def _decode(source: Union[str, io.BytesIO], where: str) -> np.ndarray:
+    """Decode ``source`` (a path or an in-memory file) fully into RGB uint8."""
+    try:
+        with Image.open(source) as img:
+            img.load()
+            rgb = img.convert('RGB')
+        return np.asarray(rgb, dtype=np.uint8).copy()
+    except _DECODE_ERRORS as err:
+        raise UnreadableImageError(where, f'{type(err).__name__}: {err}') from err
+
+
 def load_rgb(path: str) -> np.ndarray:
     """Decode ``path`` fully into an HxWx3 uint8 RGB array.
 
     Raises:
         UnreadableImageError: on any I/O or decoding error, naming ``path``.
     """
+    return _decode(path, path)
+
+
+def decode_rgb(data: bytes, where: str) -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, ...) into RGB; errors name ``where``."""
+    return _decode(io.BytesIO(data), where)
+
+
+def read_tsv_image_bytes(tsv_file: str, offset: int, image_id: Optional[str] = None,
+                         where: Optional[str] = None) -> bytes:
+    """Read the base64 image on the line at byte ``offset`` of an ``id<TAB>base64`` TSV file.
+
+    ``image_id`` (if given) must be the line's first field, which catches a
+    stale offset. Raises:
+        UnreadableImageError: file unreadable, line malformed or not base64.
+    """
+    where = where or f'{tsv_file}@{offset}'
     try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = img.convert('RGB')
-        return np.asarray(rgb, dtype=np.uint8).copy()
-    except _DECODE_ERRORS as err:
-        raise UnreadableImageError(path, f'{type(err).__name__}: {err}') from err
+        with open(tsv_file, 'rb') as f:
+            f.seek(offset)
+            line = f.readline()
+    except OSError as err:
+        raise UnreadableImageError(where, f'{type(err).__name__}: {err}') from err
+    key, sep, payload = line.rstrip(b'\r\n').partition(b'\t')
+    if not sep:
+        raise UnreadableImageError(where, f'no tab-separated image on the line at byte {offset}')
+    if image_id is not None and key.decode('utf-8', 'replace') != str(image_id):
+        raise UnreadableImageError(
+            where, f'the line at byte {offset} holds image {key[:40]!r}, not {image_id!r} '
+            '(was the file changed after the dataset was built?)')
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error as err:
+        raise UnreadableImageError(where, f'invalid base64: {err}') from err
 
 
 @TRANSFORMS.register_module()
 class LoadImage(BaseTransform):
-    """Load ``results['img_path']`` with PIL as an RGB uint8 array.
+    """Load a record's image with PIL as an RGB uint8 array.
+
+    The image comes from, in this order of precedence:
+
+    * ``results['img_bytes']``: encoded bytes (webdataset shards); removed
+      from ``results`` once decoded;
+    * ``results['img_file']`` + ``results['img_offset']``: the base64 image on
+      the line at that byte offset of an ``id<TAB>base64`` TSV file (MUGE);
+      ``results['image_id']``, if present, must match the line's id;
+    * ``results['img_path']``: an image file.
 
     Adds ``img`` (HxWx3, RGB), ``img_shape`` and ``ori_shape`` ((H, W)).
-    Unreadable files raise :class:`UnreadableImageError`; ``RetrievalDataset``
-    skips them in training and fails loudly in test mode.
+    Unreadable images raise :class:`UnreadableImageError` naming
+    ``img_path``; the datasets skip them in training and fail loudly in test
+    mode.
     """
 
     def transform(self, results: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        """Load the image named by ``results['img_path']``."""
-        img = load_rgb(results['img_path'])
+        """Load the record's image (bytes, TSV line or file)."""
+        where = str(results.get('img_path', '<image>'))
+        data = results.pop('img_bytes', None)
+        if data is None and results.get('img_offset') is not None:
+            image_id = results.get('image_id')
+            data = read_tsv_image_bytes(results['img_file'], int(results['img_offset']),
+                                        None if image_id is None else str(image_id), where)
+        img = load_rgb(results['img_path']) if data is None else decode_rgb(data, where)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
