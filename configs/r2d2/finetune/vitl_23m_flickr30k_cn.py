@@ -1,0 +1,2 @@
+# R2D2 ViT-L (23M) fine-tuned for retrieval on Flickr30k-CN; test set (Table 1).
+_base_ = ['./_base_/r2d2_vitl_23m.py', '../../_base_/datasets/flickr30k_cn.py']

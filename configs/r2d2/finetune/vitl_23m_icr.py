@@ -1,0 +1,2 @@
+# R2D2 ViT-L (23M) fine-tuned for retrieval on ICR; validation set (Table 1).
+_base_ = ['./_base_/r2d2_vitl_23m.py', '../../_base_/datasets/icr.py']

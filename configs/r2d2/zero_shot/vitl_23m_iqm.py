@@ -1,0 +1,3 @@
+# Zero-shot matching of R2D2 ViT-L (23M) on the IQM validation set, AUC (Table 4).
+_base_ = ['./_base_/r2d2_vitl_23m_matching.py', '../../_base_/datasets/iqm.py']
+train_dataloader = None

@@ -1,0 +1,3 @@
+# Zero-shot text-to-image retrieval of R2D2 ViT-L (23M) on the MUGE validation set (Table 4).
+_base_ = ['./_base_/r2d2_vitl_23m.py', '../../_base_/datasets/muge.py']
+train_dataloader = None
