@@ -2,6 +2,7 @@
 
     python tools/demo.py [--epochs 8] [--data data/toy_shapes] [--work-dir work_dirs/demo]
     python tools/demo.py --ablation [--variants r2d2 r2d2_clip wo_twd ...]
+    python tools/demo.py --amp bf16 [--seed 1]      # mixed precision (configs/demo/*_bf16.py)
 
 Prints R@1/5/10 both ways and R@M, by embedding similarity alone and re-ranked by
 the cross encoders, next to what random ranking would score. ``--ablation`` trains
@@ -31,6 +32,7 @@ VARIANTS = {
     'wo_fgd': ('R2D2 w/o FgD', 'r2d2_wo_fgd_tiny_shapes'),
 }
 KS = (1, 5, 10)
+AMP_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16'}
 
 
 def chance_recalls(num_images: int, num_texts: int) -> dict:
@@ -68,6 +70,9 @@ def build_config(args: argparse.Namespace, config: str = 'r2d2_tiny_shapes',
     cfg.param_scheduler[-1].end = args.epochs
     cfg.default_hooks.checkpoint.interval = args.epochs
     cfg.default_hooks.logger.interval = 1000  # the config's progress bar shows the losses
+    if args.amp != 'fp32':  # the one-line switch of configs/demo/r2d2_tiny_shapes_bf16.py
+        cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
+        cfg.optim_wrapper.dtype = AMP_DTYPES[args.amp]
     return cfg
 
 
@@ -90,15 +95,18 @@ def split_rankings(metrics: dict) -> tuple[dict, dict]:
 
 def run_demo(args: argparse.Namespace, summary: dict) -> None:
     cfg = build_config(args)
-    metrics, _, _ = train_and_test(cfg)
+    metrics, seconds, iters = train_and_test(cfg)
     plain, reranked = split_rankings(metrics)
     rows = {'chance': chance_recalls(summary['num_test_images'], summary['num_test_texts']),
             'embedding similarity': plain,
             f're-ranked (top {cfg.test_cfg.top_k})': reranked}
-    print(f'\nR2D2 tiny on toy shapes, {args.epochs} epochs: retrieval on the test split (%)\n')
+    print(f'\nR2D2 tiny on toy shapes, {args.epochs} epochs, {args.amp}, seed {args.seed}: retrieval '
+          'on the test split (%)\n')
     print(format_table(rows))
+    print(f'\ntraining: {iters} iterations in {seconds:.0f} s ({iters / seconds:.2f} it/s)')
     with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
-        json.dump(rows, f, indent=2)
+        json.dump(dict(rows, training=dict(precision=args.amp, seed=args.seed, iters=iters,
+                                           seconds=seconds)), f, indent=2)
     print(f'\nresults: {osp.join(args.work_dir, "demo_results.json")}')
 
 
@@ -144,6 +152,9 @@ def main() -> None:
     parser.add_argument('--num-train', type=int, default=2000, help='training images')
     parser.add_argument('--num-test', type=int, default=200, help='test images')
     parser.add_argument('--seed', type=int, default=0, help='training seed (the corpus keeps seed 0)')
+    parser.add_argument('--amp', choices=['fp32', *AMP_DTYPES], default='fp32',
+                        help='training precision: fp32, or bf16 / fp16 mixed precision '
+                        '(MixedPrecisionOptimWrapper, as configs/demo/r2d2_tiny_shapes_bf16.py)')
     parser.add_argument('--ablation', action='store_true', help="train Table 3's variants and compare")
     parser.add_argument('--variants', nargs='+', choices=sorted(VARIANTS), default=list(VARIANTS),
                         help='variants for --ablation')

@@ -135,7 +135,9 @@ def test_keep_patch_tokens_propagates_gradients_to_kept_tokens_only():
 
 def test_keep_patch_tokens_bad_indices_raise():
     tokens = torch.randn(2, 1 + 4, 3)
-    with pytest.raises(ValueError, match='patch_keep'):
+    with pytest.raises(RuntimeError, match='index'):  # checked by gather, not by a host sync
         keep_patch_tokens(tokens, torch.tensor([[0, 4], [1, 2]]), 1)  # index 4 of 4 patches
+    with pytest.raises(ValueError, match='patch_keep'):
+        keep_patch_tokens(tokens, torch.tensor([[0, 1, 2, 3, 0]] * 2), 1)  # 5 of 4 patches
     with pytest.raises(ValueError, match='patch_keep'):
         keep_patch_tokens(tokens, torch.tensor([[0, 1]]), 1)  # batch of 1 for 2 images

@@ -8,7 +8,7 @@ keys deliberately dropped by name (modules the encoder removed because it never 
 them).
 """
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -86,25 +86,45 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
 
 
 class BaseEncoder(BaseModule):
-    """Base of image and text encoders: the ``frozen`` switch and the pretrained hook.
+    """Base of image and text encoders: the ``frozen`` and ``gradient_checkpointing`` switches.
 
     ``frozen=True`` (the R2D2 paper freezes its ViT) makes every parameter
     ``requires_grad=False``, keeps the encoder in eval mode whatever ``train()`` a
-    parent calls, and subclasses run ``forward`` under :meth:`grad_context`, i.e.
-    ``torch.no_grad()`` (not inference mode: the output must feed trainable layers).
+    parent calls, and subclasses run ``forward`` through :meth:`run_frozen`: under
+    ``torch.inference_mode()`` (no autograd bookkeeping at all), the output then
+    cloned out of inference mode so that trainable layers can consume it (under
+    ``torch.compile``, which does not trace inference mode, ``torch.no_grad()``).
 
-    Subclasses build their module, call :meth:`_apply_frozen` at the end of
+    ``gradient_checkpointing=True`` recomputes each transformer layer's activations
+    in the backward pass instead of storing them (less memory, about one more
+    forward of compute); subclasses switch their model's own mechanism on in
+    :meth:`_enable_gradient_checkpointing`.
+
+    Subclasses build their module, call :meth:`_finish_build` at the end of
     ``__init__`` and implement :meth:`load_pretrained`, which :meth:`init_weights`
     calls (never the constructor: building must not read files or the network).
 
     Args:
         frozen: freeze the encoder.
+        gradient_checkpointing: checkpoint every transformer layer in training.
         init_cfg: mmengine initialisation config.
     """
 
-    def __init__(self, frozen: bool = False, init_cfg: dict | list[dict] | None = None):
+    def __init__(self, frozen: bool = False, gradient_checkpointing: bool = False,
+                 init_cfg: dict | list[dict] | None = None):
         super().__init__(init_cfg=init_cfg)
         self.frozen = frozen
+        self.gradient_checkpointing = gradient_checkpointing
+
+    def _finish_build(self) -> None:
+        """Switch on gradient checkpointing if asked, then freeze if asked."""
+        if self.gradient_checkpointing:
+            self._enable_gradient_checkpointing()
+        self._apply_frozen()
+
+    def _enable_gradient_checkpointing(self) -> None:
+        """Turn on the wrapped model's gradient checkpointing (overridden by subclasses)."""
+        raise NotImplementedError(f'{type(self).__name__} does not support gradient_checkpointing')
 
     def _apply_frozen(self) -> None:
         """Disable gradients and switch to eval mode if the encoder is frozen."""
@@ -120,6 +140,17 @@ class BaseEncoder(BaseModule):
     def grad_context(self) -> contextlib.AbstractContextManager:
         """``torch.no_grad()`` if frozen, else a no-op context."""
         return torch.no_grad() if self.frozen else contextlib.nullcontext()
+
+    def run_frozen(self, forward: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``forward(*args, **kwargs)``; for a frozen encoder under inference mode (see the class doc)."""
+        if not self.frozen:
+            return forward(*args, **kwargs)
+        if torch.compiler.is_compiling():
+            with torch.no_grad():
+                return forward(*args, **kwargs)
+        with torch.inference_mode():
+            output = forward(*args, **kwargs)
+        return output.clone()  # a normal tensor (an inference tensor cannot be saved for backward)
 
     def load_pretrained(self) -> None:
         """Load the pretrained weights, if any, strictly (overridden by subclasses)."""

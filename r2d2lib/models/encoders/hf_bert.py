@@ -36,8 +36,12 @@ class HFBertEncoder(BaseEncoder):
             pretraining heads are dropped by name; any other missing, unexpected or
             wrong-shaped key raises.
         frozen: freeze the encoder (see :class:`BaseEncoder`).
-        attn_implementation: ``'sdpa'`` (default) or ``'eager'`` (or any other
-            transformers attention backend); overrides one given in ``config``.
+        attn_implementation: ``'sdpa'`` (default: fused attention, no attention
+            matrix stored) or ``'eager'`` (or any other transformers attention backend,
+            ``'flash_attention_2'`` on a GPU with flash-attn installed); overrides one
+            given in ``config``.
+        gradient_checkpointing: recompute each BERT layer in the backward pass
+            (transformers' ``gradient_checkpointing_enable``, non-reentrant).
         init_cfg: mmengine initialisation config.
 
     Attributes:
@@ -47,8 +51,8 @@ class HFBertEncoder(BaseEncoder):
 
     def __init__(self, config: dict | None = None, pretrained: str | None = None,
                  frozen: bool = False, attn_implementation: str = 'sdpa',
-                 init_cfg: dict | list[dict] | None = None):
-        super().__init__(frozen=frozen, init_cfg=init_cfg)
+                 gradient_checkpointing: bool = False, init_cfg: dict | list[dict] | None = None):
+        super().__init__(frozen=frozen, gradient_checkpointing=gradient_checkpointing, init_cfg=init_cfg)
         cfg = {**CHINESE_ROBERTA_WWM_EXT_CONFIG, **(config or {}),
                'attn_implementation': attn_implementation}
         self.model = BertModel(BertConfig(**cfg), add_pooling_layer=False)
@@ -56,7 +60,10 @@ class HFBertEncoder(BaseEncoder):
         self.width: int = self.model.config.hidden_size
         self.vocab_size: int = self.model.config.vocab_size
         self.max_positions: int = self.model.config.max_position_embeddings
-        self._apply_frozen()
+        self._finish_build()
+
+    def _enable_gradient_checkpointing(self) -> None:
+        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
 
     def load_pretrained(self) -> None:
         """Strictly load ``pretrained`` (BertModel or BertFor* checkpoint)."""
@@ -68,6 +75,9 @@ class HFBertEncoder(BaseEncoder):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:
         """Hidden states ``[B, L, H]`` of token ids ``[B, L]`` (mask: 1 keep, 0 padding)."""
-        with self.grad_context():
-            return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+        return self.run_frozen(self._hidden_states, input_ids, attention_mask, token_type_ids)
+
+    def _hidden_states(self, input_ids: Tensor, attention_mask: Tensor | None,
+                       token_type_ids: Tensor | None) -> Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state

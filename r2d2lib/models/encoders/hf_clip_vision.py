@@ -52,8 +52,12 @@ class HFCLIPVisionEncoder(BaseEncoder):
             ``cls_post_layernorm``) are dropped by name; any other missing,
             unexpected or wrong-shaped key raises.
         frozen: freeze the encoder (see :class:`BaseEncoder`).
-        attn_implementation: ``'sdpa'`` (default) or ``'eager'`` (or any other
-            transformers attention backend); overrides one given in ``config``.
+        attn_implementation: ``'sdpa'`` (default: fused attention, no attention
+            matrix stored) or ``'eager'`` (or any other transformers attention backend,
+            ``'flash_attention_2'`` on a GPU with flash-attn installed); overrides one
+            given in ``config``.
+        gradient_checkpointing: recompute each ViT layer in the backward pass
+            (transformers' ``gradient_checkpointing_enable``, non-reentrant).
         cls_post_layernorm: apply ``post_layernorm`` to the CLS token (see above); it
             is then built, trained and loaded from ``pretrained`` instead of dropped.
         init_cfg: mmengine initialisation config.
@@ -66,8 +70,9 @@ class HFCLIPVisionEncoder(BaseEncoder):
 
     def __init__(self, config: dict | None = None, pretrained: str | None = None,
                  frozen: bool = False, attn_implementation: str = 'sdpa',
-                 cls_post_layernorm: bool = False, init_cfg: dict | list[dict] | None = None):
-        super().__init__(frozen=frozen, init_cfg=init_cfg)
+                 cls_post_layernorm: bool = False, gradient_checkpointing: bool = False,
+                 init_cfg: dict | list[dict] | None = None):
+        super().__init__(frozen=frozen, gradient_checkpointing=gradient_checkpointing, init_cfg=init_cfg)
         cfg = {**CLIP_VIT_B16_CONFIG, **(config or {}),
                'attn_implementation': attn_implementation}
         self.model = CLIPVisionModel(CLIPVisionConfig(**cfg))
@@ -81,7 +86,10 @@ class HFCLIPVisionEncoder(BaseEncoder):
         self.patch_size: int = self.model.config.patch_size
         self.num_prefix_tokens: int = 1
         self.num_patches: int = (self.image_size // self.patch_size) ** 2
-        self._apply_frozen()
+        self._finish_build()
+
+    def _enable_gradient_checkpointing(self) -> None:
+        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
 
     @property
     def tower(self) -> nn.Module:
@@ -102,13 +110,15 @@ class HFCLIPVisionEncoder(BaseEncoder):
         ``patch_keep`` ``[B, K]``: indices of the patches to keep (after the position
         embedding, before the transformer); the output then has ``1+K`` tokens.
         """
-        with self.grad_context():
-            tower = self.tower
-            if patch_keep is None:
-                tokens = self.model(pixel_values=pixel_values).last_hidden_state
-            else:
-                tokens = keep_patch_tokens(tower.embeddings(pixel_values), patch_keep, 1)
-                tokens = tower.encoder(inputs_embeds=tower.pre_layrnorm(tokens)).last_hidden_state
-            if self.cls_post_layernorm:
-                tokens = torch.cat([tower.post_layernorm(tokens[:, :1]), tokens[:, 1:]], dim=1)
-            return tokens
+        return self.run_frozen(self._tokens, pixel_values, patch_keep)
+
+    def _tokens(self, pixel_values: Tensor, patch_keep: Tensor | None) -> Tensor:
+        tower = self.tower
+        if patch_keep is None:
+            tokens = self.model(pixel_values=pixel_values).last_hidden_state
+        else:
+            tokens = keep_patch_tokens(tower.embeddings(pixel_values), patch_keep, 1)
+            tokens = tower.encoder(inputs_embeds=tower.pre_layrnorm(tokens)).last_hidden_state
+        if self.cls_post_layernorm:
+            tokens = torch.cat([tower.post_layernorm(tokens[:, :1]), tokens[:, 1:]], dim=1)
+        return tokens

@@ -3,6 +3,8 @@ import os
 from typing import Any
 
 import timm
+import torch
+from timm.models import checkpoint_seq
 from torch import Tensor, nn
 
 from r2d2lib.models.utils import keep_patch_tokens
@@ -55,6 +57,8 @@ class TimmViTEncoder(BaseEncoder):
         frozen: freeze the encoder (see :class:`BaseEncoder`).
         final_norm: keep the final ``norm``; ``False`` replaces it with
             ``nn.Identity`` for towers whose tokens are used before it (CLIP style).
+        gradient_checkpointing: recompute each block in the backward pass (timm's
+            ``set_grad_checkpointing``; the patch-dropping path checkpoints too).
         init_cfg: mmengine initialisation config.
         **model_kwargs: passed to ``timm.create_model`` (``img_size``, ``depth``, ...).
 
@@ -65,9 +69,9 @@ class TimmViTEncoder(BaseEncoder):
     """
 
     def __init__(self, model_name: str = 'vit_base_patch16_224', pretrained: bool | str = False,
-                 frozen: bool = False, final_norm: bool = True,
+                 frozen: bool = False, final_norm: bool = True, gradient_checkpointing: bool = False,
                  init_cfg: dict | list[dict] | None = None, **model_kwargs: Any):
-        super().__init__(frozen=frozen, init_cfg=init_cfg)
+        super().__init__(frozen=frozen, gradient_checkpointing=gradient_checkpointing, init_cfg=init_cfg)
         self.model_name = model_name
         self.model_kwargs = model_kwargs
         self.final_norm = final_norm
@@ -83,7 +87,10 @@ class TimmViTEncoder(BaseEncoder):
         self.patch_size = _side(patch_embed.patch_size)
         self.num_prefix_tokens: int = self.model.num_prefix_tokens
         self.num_patches: int = patch_embed.num_patches
-        self._apply_frozen()
+        self._finish_build()
+
+    def _enable_gradient_checkpointing(self) -> None:
+        self.model.set_grad_checkpointing(True)
 
     @property
     def dropped_prefixes(self) -> tuple[str, ...]:
@@ -114,11 +121,17 @@ class TimmViTEncoder(BaseEncoder):
         ``patch_keep`` ``[B, K]``: indices of the patches to keep (after the position
         embedding, before the blocks); the output then has ``P+K`` tokens.
         """
-        with self.grad_context():
-            if patch_keep is None:
-                return self.model.forward_features(pixel_values)
-            model = self.model
-            tokens = model._pos_embed(model.patch_embed(pixel_values))
-            tokens = keep_patch_tokens(tokens, patch_keep, self.num_prefix_tokens)
-            tokens = model.blocks(model.norm_pre(model.patch_drop(tokens)))
-            return model.norm(tokens)
+        return self.run_frozen(self._tokens, pixel_values, patch_keep)
+
+    def _tokens(self, pixel_values: Tensor, patch_keep: Tensor | None) -> Tensor:
+        if patch_keep is None:
+            return self.model.forward_features(pixel_values)
+        model = self.model
+        tokens = model._pos_embed(model.patch_embed(pixel_values))
+        tokens = keep_patch_tokens(tokens, patch_keep, self.num_prefix_tokens)
+        tokens = model.norm_pre(model.patch_drop(tokens))
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            tokens = checkpoint_seq(model.blocks, tokens)
+        else:
+            tokens = model.blocks(tokens)
+        return model.norm(tokens)

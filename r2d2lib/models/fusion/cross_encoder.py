@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from r2d2lib.models.utils import checkpointed_call
 from r2d2lib.registry import FUSIONS
 
 
@@ -146,14 +147,21 @@ class CrossEncoder(BaseModule):
         layer_norm_eps: LayerNorm epsilon (1e-12, as BERT).
         init_std: std of the normal initialisation of every Linear weight (BERT's
             ``initializer_range``, 0.02, tuned for width 768; narrow models may want more).
+        gradient_checkpointing: recompute each layer's activations in the backward pass
+            instead of storing them (training only; same values and gradients).
+
+    Attention is fused (``F.scaled_dot_product_attention``): the [N, M] attention
+    matrices are never stored. :meth:`attention_maps` computes them eagerly for
+    visualisation only.
     """
 
     def __init__(self, width: int = 768, kv_width: int = 768, num_layers: int = 6,
                  num_heads: int = 12, ffn_width: Optional[int] = None, dropout: float = 0.1,
                  layer_norm_eps: float = 1e-12, init_std: float = 0.02,
-                 init_cfg: Optional[dict] = None):
+                 gradient_checkpointing: bool = False, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.width, self.kv_width = width, kv_width
+        self.gradient_checkpointing = gradient_checkpointing
         self.layer = nn.ModuleList(
             CrossEncoderLayer(width, kv_width, num_heads, ffn_width or 4 * width, dropout, layer_norm_eps)
             for _ in range(num_layers))
@@ -179,8 +187,9 @@ class CrossEncoder(BaseModule):
         """
         self_mask = key_padding_mask(x_mask)
         cross_mask = key_padding_mask(context_mask)
+        checkpointing = self.gradient_checkpointing and self.training
         for layer in self.layer:
-            x = layer(x, context, self_mask, cross_mask)
+            x = checkpointed_call(layer, x, context, self_mask, cross_mask, enabled=checkpointing)
         return x
 
     def attention_maps(self, x: Tensor, context: Tensor, x_mask: Optional[Tensor] = None,

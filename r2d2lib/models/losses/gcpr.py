@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from r2d2lib.models.utils import all_gather_no_grad, all_gather_with_grad
+from r2d2lib.models.utils import all_gather_no_grad, all_gather_with_grad, similarity_fp32
 from r2d2lib.registry import LOSSES
 
 
@@ -67,11 +67,11 @@ class GCPRLoss(nn.Module):
         self.temp.clamp_(*self.temperature_range)
 
     def logits(self, image_embeds: Tensor, text_embeds: Tensor) -> Tuple[Tensor, Tensor]:
-        """Local-vs-global similarity logits: [n, n*k] image-to-text and text-to-image."""
+        """Local-vs-global similarity logits: [n, n*k] image-to-text and text-to-image, fp32."""
         all_images = all_gather_with_grad(image_embeds)
         all_texts = all_gather_with_grad(text_embeds)
         temp = self.temperature
-        return image_embeds @ all_texts.t() / temp, text_embeds @ all_images.t() / temp
+        return similarity_fp32(image_embeds, all_texts, temp), similarity_fp32(text_embeds, all_images, temp)
 
     def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor) -> Tensor:
         """L_GCPR for L2-normalised [n, D] embeddings of n pairs and their [n] image ids."""

@@ -1,13 +1,13 @@
 """Contrastive losses of the dual encoders R2D2 is compared with: CLIP and BriVL (WenLan)."""
 import math
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from mmengine.dist import get_rank
 from torch import Tensor, nn
 
-from r2d2lib.models.utils import all_gather_with_grad
+from r2d2lib.models.utils import all_gather_with_grad, similarity_fp32
 from r2d2lib.registry import LOSSES
 
 
@@ -55,8 +55,8 @@ class InfoNCELoss(nn.Module):
         n = image_embeds.shape[0]
         offset = get_rank() * n if self.gather else 0
         labels = torch.arange(offset, offset + n, device=image_embeds.device)
-        return (F.cross_entropy((scale * image_embeds @ all_texts.t()).float(), labels) +
-                F.cross_entropy((scale * text_embeds @ all_images.t()).float(), labels)) / 2
+        return (F.cross_entropy(scale * similarity_fp32(image_embeds, all_texts), labels) +
+                F.cross_entropy(scale * similarity_fp32(text_embeds, all_images), labels)) / 2
 
 
 @LOSSES.register_module()
@@ -90,14 +90,22 @@ class MoCoLoss(nn.Module):
     def temperature(self) -> Tensor:
         return self.temp
 
-    def _one_way(self, queries: Tensor, keys: Tensor, negatives: Tensor) -> Tensor:
-        keys, negatives = keys.detach().to(queries), negatives.detach().to(queries)
-        positive = (queries * keys).sum(dim=1, keepdim=True)
-        logits = torch.cat([positive, queries @ negatives.t()], dim=1) / self.temp
-        return F.cross_entropy(logits.float(), torch.zeros_like(positive[:, 0], dtype=torch.long))
+    def _one_way(self, queries: Tensor, keys: Tensor, negatives: Tensor,
+                 valid: Optional[Tensor]) -> Tensor:
+        """fp32 logits [n, 1 + K]: the positive key first, then the queued negatives (``valid`` ones)."""
+        queries, keys = queries.float(), keys.detach().float()
+        positive = (queries * keys).sum(dim=1, keepdim=True) / self.temp
+        # a copy: the queue is written in place after the loss, before the backward pass
+        negative = similarity_fp32(queries, negatives.detach().clone(), self.temp)
+        if valid is not None:
+            negative = negative.masked_fill(~valid, float('-inf'))
+        logits = torch.cat([positive, negative], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(positive[:, 0], dtype=torch.long))
 
     def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor,
                 teacher_image: Tensor, teacher_text: Tensor, queue: Dict[str, Tensor]) -> Tensor:
-        """L_MoCo for [n, D] student queries, [n, D] teacher keys and ``FeatureQueue.state()``."""
-        return (self._one_way(image_embeds, teacher_text, queue['text_feats']) +
-                self._one_way(text_embeds, teacher_image, queue['image_feats'])) / 2
+        """L_MoCo for [n, D] student queries, [n, D] teacher keys and ``FeatureQueue.state()``
+        (or ``slots()``: empty slots masked out)."""
+        valid = queue.get('valid')
+        return (self._one_way(image_embeds, teacher_text, queue['text_feats'], valid) +
+                self._one_way(text_embeds, teacher_image, queue['image_feats'], valid)) / 2

@@ -1,24 +1,30 @@
 """Target-guided distillation (TgD, Eq. 4-5): GCPR with momentum soft targets and weighted queues."""
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from r2d2lib.models.utils import all_gather_no_grad, all_gather_with_grad
+from r2d2lib.models.utils import all_gather_no_grad, all_gather_with_grad, similarity_fp32
 from r2d2lib.registry import LOSSES
 
 from .gcpr import GCPRLoss, id_targets
 
 
-def weighted_soft_cross_entropy(logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+def weighted_soft_cross_entropy(logits: Tensor, targets: Tensor, weights: Tensor,
+                                valid: Optional[Tensor] = None) -> Tensor:
     """L_w: ``mean_i( -sum_j w_j * targets_ij * log softmax(logits_i)_j )``, computed in fp32.
 
     The weight of column j scales its term of the cross-entropy; the softmax itself
     is unweighted. This is exactly ``F.cross_entropy(logits, targets, weight=w)`` with
     probability targets, and with all weights 1 it is the plain cross-entropy L_c.
+    ``valid`` [M] (optional) removes columns from the softmax and the sum, as if they
+    were not there.
     """
-    log_probs = F.log_softmax(logits.float(), dim=1)
+    logits = logits.float()
+    if valid is None:
+        return -(weights.float()[None, :] * targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    log_probs = F.log_softmax(logits.masked_fill(~valid, float('-inf')), dim=1).masked_fill(~valid, 0.0)
     return -(weights.float()[None, :] * targets * log_probs).sum(dim=1).mean()
 
 
@@ -62,7 +68,10 @@ class TargetDistillLoss(GCPRLoss):
                 teacher_image: Tensor, teacher_text: Tensor, queue: Dict[str, Tensor]) -> Tensor:
         """L_GCPR^TgD for [n, D] student and teacher embeddings and the queue's state.
 
-        ``queue``: ``FeatureQueue.state()`` (the filled slots) read before this step's enqueue.
+        ``queue``: read before this step's enqueue: ``FeatureQueue.state()`` (the filled
+        slots) or ``FeatureQueue.slots()`` (every slot and a ``valid`` mask; the empty
+        slots are left out of every softmax and sum, which gives the same value).
+        Logits and softmaxes are fp32 under autocast (:func:`similarity_fp32`).
         """
         self.clamp_temperature_()
         temp = self.temperature
@@ -70,19 +79,27 @@ class TargetDistillLoss(GCPRLoss):
         all_ids = all_gather_no_grad(image_ids)
         column_ids = torch.cat([all_ids, queue['image_ids']])
         weights = torch.cat([torch.ones_like(all_ids, dtype=torch.float32), queue['weights'].float()])
-        image_columns = torch.cat([all_gather_with_grad(image_embeds), queue_images.to(image_embeds)])
-        text_columns = torch.cat([all_gather_with_grad(text_embeds), queue_texts.to(text_embeds)])
-        logits_i2t = image_embeds @ text_columns.t() / temp
-        logits_t2i = text_embeds @ image_columns.t() / temp
+        valid = queue.get('valid')
+        if valid is not None:
+            valid = torch.cat([torch.ones_like(all_ids, dtype=torch.bool), valid])
+        image_columns = torch.cat([all_gather_with_grad(image_embeds).float(), queue_images.float()])
+        text_columns = torch.cat([all_gather_with_grad(text_embeds).float(), queue_texts.float()])
+        logits_i2t = similarity_fp32(image_embeds, text_columns, temp)
+        logits_t2i = similarity_fp32(text_embeds, image_columns, temp)
         with torch.no_grad():
             ground_truth = id_targets(image_ids, column_ids)
-            teacher_texts = torch.cat([all_gather_no_grad(teacher_text), queue_texts.to(teacher_text)])
-            teacher_images = torch.cat([all_gather_no_grad(teacher_image),
-                                        queue_images.to(teacher_image)])
-            teacher_image, teacher_text = teacher_image.detach(), teacher_text.detach()
-            soft_i2t = (teacher_image @ teacher_texts.t() / temp).float().softmax(dim=1)
-            soft_t2i = (teacher_text @ teacher_images.t() / temp).float().softmax(dim=1)
+            teacher_texts = torch.cat([all_gather_no_grad(teacher_text).float(), queue_texts.float()])
+            teacher_images = torch.cat([all_gather_no_grad(teacher_image).float(), queue_images.float()])
+            soft_i2t = self._soft_targets(similarity_fp32(teacher_image.detach(), teacher_texts, temp), valid)
+            soft_t2i = self._soft_targets(similarity_fp32(teacher_text.detach(), teacher_images, temp), valid)
             targets_i2t = self.alpha * soft_i2t + (1 - self.alpha) * ground_truth
             targets_t2i = self.alpha * soft_t2i + (1 - self.alpha) * ground_truth
-        return (weighted_soft_cross_entropy(logits_i2t, targets_i2t, weights) +
-                weighted_soft_cross_entropy(logits_t2i, targets_t2i, weights)) / 2
+        return (weighted_soft_cross_entropy(logits_i2t, targets_i2t, weights, valid) +
+                weighted_soft_cross_entropy(logits_t2i, targets_t2i, weights, valid)) / 2
+
+    @staticmethod
+    def _soft_targets(logits: Tensor, valid: Optional[Tensor]) -> Tensor:
+        """The teacher's softmax over the valid columns (0 on the others)."""
+        if valid is not None:
+            logits = logits.masked_fill(~valid, float('-inf'))
+        return logits.softmax(dim=1)

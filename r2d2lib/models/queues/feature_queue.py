@@ -55,6 +55,18 @@ class FeatureQueue(nn.Module):
         return dict(image_feats=self.image_feats[filled], text_feats=self.text_feats[filled],
                     image_ids=self.image_ids[filled], weights=self.weights[filled])
 
+    def slots(self) -> Dict[str, Tensor]:
+        """Every slot, filled or not, without copying: :meth:`state`'s keys plus ``valid`` [size].
+
+        What the training step reads: a fixed shape (no boolean indexing, hence no host
+        sync and no recompilation as the queue fills) and no 2 x size x D copy per step.
+        The losses mask the slots whose ``valid`` is False out of their softmaxes, which
+        gives the values of :meth:`state` exactly. These are the buffers themselves: a loss
+        that saves them for its backward pass must copy them (``enqueue`` writes in place).
+        """
+        return dict(image_feats=self.image_feats, text_feats=self.text_feats,
+                    image_ids=self.image_ids, weights=self.weights, valid=self.filled())
+
     @torch.no_grad()
     def enqueue(self, image_feats: Tensor, text_feats: Tensor, image_ids: Tensor) -> None:
         """Decay every weight, then write this step's batch of all ranks with weight 1."""

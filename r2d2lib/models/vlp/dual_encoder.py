@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModel
 from PIL import Image
 from torch import Tensor, nn
 
-from r2d2lib.models.utils import mask_tokens, random_patch_keep
+from r2d2lib.models.utils import mask_tokens, normalize_fp32, random_patch_keep
 from r2d2lib.registry import DISTILLERS, ENCODERS, HEADS, LOSSES, MODELS, QUEUES
 
 
@@ -219,8 +218,8 @@ class DualEncoderModel(BaseModel):
         if 'image_encoder' in teacher:
             image_tokens = teacher['image_encoder'](images)
         text_hidden = teacher['text_encoder'](input_ids, attention_mask)
-        return (F.normalize(teacher['vision_proj'](image_tokens[:, 0].detach()), dim=-1),
-                F.normalize(teacher['text_proj'](text_hidden[:, 0]), dim=-1))
+        return (normalize_fp32(teacher['vision_proj'](image_tokens[:, 0].detach())),
+                normalize_fp32(teacher['text_proj'](text_hidden[:, 0])))
 
     # ----------------------------------------------------------------- inference API
     def preprocess(self, images: List[Image.Image]) -> Tensor:
@@ -233,17 +232,17 @@ class DualEncoderModel(BaseModel):
 
     def image_features(self, pixel_values: Tensor,
                        patch_keep: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        """Image tokens [B, P+N, C_v] and their L2-normalised embeddings [B, D]."""
+        """Image tokens [B, P+N, C_v] and their L2-normalised fp32 embeddings [B, D]."""
         if patch_keep is None:
             tokens = self.image_encoder(pixel_values)
         else:
             tokens = self.image_encoder(pixel_values, patch_keep=patch_keep)
-        return tokens, F.normalize(self.vision_proj(tokens[:, 0]), dim=-1)
+        return tokens, normalize_fp32(self.vision_proj(tokens[:, 0]))
 
     def text_features(self, input_ids: Tensor, attention_mask: Tensor) -> Tuple[Tensor, Tensor]:
-        """Text hidden states [B, L, H] and their L2-normalised embeddings [B, D]."""
+        """Text hidden states [B, L, H] and their L2-normalised fp32 embeddings [B, D]."""
         hidden = self.text_encoder(input_ids, attention_mask)
-        return hidden, F.normalize(self.text_proj(hidden[:, 0]), dim=-1)
+        return hidden, normalize_fp32(self.text_proj(hidden[:, 0]))
 
     def encode_image(self, pixel_values: Tensor) -> Tensor:
         """L2-normalised image embeddings [B, D] for retrieval."""
@@ -327,12 +326,24 @@ class DualEncoderModel(BaseModel):
 
     def mask_text(self, input_ids: Tensor, attention_mask: Tensor) -> Tuple[Tensor, Tensor]:
         """``(masked_ids, labels)``: ``text_mask_ratio`` of the real tokens -> [MASK] (Sec. 3.2)."""
-        tokenizer = self.data_preprocessor.tokenizer
-        if tokenizer.mask_token_id is None:
-            raise ValueError(f'the tokenizer of data_preprocessor ({tokenizer.name_or_path!r}) has no '
-                             '[MASK] token, which MLM and FgD need')
-        return mask_tokens(input_ids, attention_mask, tokenizer.mask_token_id,
-                           tokenizer.all_special_ids, self.text_mask_ratio)
+        mask_id, special_ids = self._mask_vocabulary(input_ids.device)
+        return mask_tokens(input_ids, attention_mask, mask_id, special_ids, self.text_mask_ratio)
+
+    @torch.compiler.disable
+    def _mask_vocabulary(self, device: torch.device) -> Tuple[int, Tensor]:
+        """The tokenizer's [MASK] id and its special ids as a tensor on ``device``, built once.
+
+        Cached so that the training step reads no tokenizer and copies nothing from the host.
+        """
+        cache = self.__dict__.setdefault('_mask_vocabulary_cache', {})
+        if device not in cache:
+            tokenizer = self.data_preprocessor.tokenizer
+            if tokenizer.mask_token_id is None:
+                raise ValueError(f'the tokenizer of data_preprocessor ({tokenizer.name_or_path!r}) has '
+                                 'no [MASK] token, which MLM and FgD need')
+            special = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)
+            cache[device] = (int(tokenizer.mask_token_id), special)
+        return cache[device]
 
     def train_features(self, inputs: dict) -> TrainFeatures:
         """Encode a batch once: student features, teacher features, masked text."""
@@ -356,7 +367,7 @@ class DualEncoderModel(BaseModel):
         loss = self.contrastive_loss
         if loss.requires_queue:
             value = loss(f.image_embeds, f.text_embeds, f.image_ids, f.teacher_image, f.teacher_text,
-                         self.queue.state())
+                         self.queue.slots())
         else:
             value = loss(f.image_embeds, f.text_embeds, f.image_ids)
         losses = {loss.name: value}

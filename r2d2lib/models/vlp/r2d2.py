@@ -6,7 +6,12 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from r2d2lib.models.utils import IGNORE_INDEX, all_gather_no_grad, all_gather_with_grad, sample_hard_negatives
+from r2d2lib.models.utils import (
+    all_gather_no_grad,
+    all_gather_with_grad,
+    sample_hard_negatives,
+    similarity_fp32,
+)
 from r2d2lib.registry import FUSIONS, HEADS, LOSSES, MODELS
 
 from .dual_encoder import DualEncoderModel, TrainFeatures
@@ -153,9 +158,9 @@ class R2D2Model(DualEncoderModel):
                 mlm_states = text_image[:n]
             else:
                 mlm_states = self.text_image_encoder(f.masked_hidden, f.image_tokens, x_mask=f.text_mask)
-            masked = f.mlm_labels != IGNORE_INDEX
-            losses[self.mlm_loss.name] = self.mlm_loss(self.mlm_head(mlm_states[masked]),
-                                                       f.mlm_labels[masked])
+            # Every position is predicted and the unmasked ones ignored by their label: selecting
+            # the masked rows first would read their (random) count on the host in every step.
+            losses[self.mlm_loss.name] = self.mlm_loss(self.mlm_head(mlm_states), f.mlm_labels)
         return losses
 
     def fgr_forward(self, f: TrainFeatures, text_hidden: Tensor):
@@ -170,9 +175,9 @@ class R2D2Model(DualEncoderModel):
         with torch.no_grad():
             temp = self.contrastive_loss.temperature.detach()
             neg_image, image_ok = sample_hard_negatives(
-                f.text_embeds @ all_gather_no_grad(f.image_embeds).t(), image_ids, all_ids, temp)
+                similarity_fp32(f.text_embeds, all_gather_no_grad(f.image_embeds)), image_ids, all_ids, temp)
             neg_text, text_ok = sample_hard_negatives(
-                f.image_embeds @ all_gather_no_grad(f.text_embeds).t(), image_ids, all_ids, temp)
+                similarity_fp32(f.image_embeds, all_gather_no_grad(f.text_embeds)), image_ids, all_ids, temp)
         all_tokens = all_gather_with_grad(image_tokens)
         all_hidden, all_mask = all_gather_with_grad(text_hidden), all_gather_no_grad(text_mask)
         # pairs: (image_i, text_i) | (negative image of text_i, text_i) | (image_i, negative text of image_i)
