@@ -1,8 +1,11 @@
-"""Evaluation: retrieval ranking functions and metrics."""
-from .metrics import RetrievalMetric
+"""Evaluation: retrieval ranking, positive pairs, zero-shot prompts and the metrics."""
+from .metrics import MatchingMetric, RetrievalMetric, ZeroShotAccuracy, roc_auc
+from .positives import PositivePairs
 from .ranking import chunked_topk, hit_matrix, recall_at_k, rerank_topk
+from .zero_shot import class_prompts, ensemble_class_embeddings, zero_shot_logits
 
 __all__ = [
-    'RetrievalMetric', 'chunked_topk', 'hit_matrix', 'recall_at_k',
-    'rerank_topk'
+    'MatchingMetric', 'PositivePairs', 'RetrievalMetric', 'ZeroShotAccuracy', 'chunked_topk',
+    'class_prompts', 'ensemble_class_embeddings', 'hit_matrix', 'recall_at_k', 'rerank_topk',
+    'roc_auc', 'zero_shot_logits'
 ]

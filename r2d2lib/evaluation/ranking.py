@@ -4,11 +4,13 @@ Pure tensor functions, shared by the retrieval loops and metric. Memory stays
 at O(chunk x gallery + queries x k): no dense queries x gallery matrix is ever
 kept, only the top-k of each query.
 """
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
+
+from r2d2lib.evaluation.positives import PositivePairs
 
 PairScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -111,8 +113,15 @@ def rerank_topk(topk_indices: Tensor,
     return final, topk_indices.gather(1, order)
 
 
-def hit_matrix(topk_indices: Tensor, query_indices: Tensor, txt2img: Tensor,
-               direction: str) -> Tensor:
+def as_positive_pairs(positives: Union[PositivePairs, Tensor]) -> PositivePairs:
+    """A :class:`PositivePairs`, or one built from a ``txt2img`` tensor (one image per text)."""
+    if isinstance(positives, PositivePairs):
+        return positives
+    return PositivePairs.from_txt2img(positives)
+
+
+def hit_matrix(topk_indices: Tensor, query_indices: Tensor,
+               positives: Union[PositivePairs, Tensor], direction: str) -> Tensor:
     """Return ``[Q, K]`` booleans: whether each retrieved item is correct.
 
     Args:
@@ -120,31 +129,35 @@ def hit_matrix(topk_indices: Tensor, query_indices: Tensor, txt2img: Tensor,
             ``'i2t'``, images for ``'t2i'``.
         query_indices (Tensor): ``[Q]`` query positions; images for ``'i2t'``,
             texts for ``'t2i'``.
-        txt2img (Tensor): ``[Nt]`` image position of every text.
-        direction (str): ``'i2t'`` or ``'t2i'``.
+        positives (PositivePairs or Tensor): the positive (text, image) pairs,
+            or ``txt2img [Nt]`` (the one image position of every text).
+        direction (str): ``'i2t'`` (a retrieved text is correct if the query
+            image is among its positives) or ``'t2i'`` (a retrieved image is
+            correct if it is a positive of the query text).
     """
-    topk_indices = topk_indices.long()
-    query_indices = query_indices.long().to(topk_indices.device)
-    txt2img = txt2img.long().to(topk_indices.device)
+    pairs = as_positive_pairs(positives)
+    topk_indices = topk_indices.long().cpu()
+    query_indices = query_indices.long().cpu()[:, None]
     if direction == 'i2t':
-        return txt2img[topk_indices] == query_indices[:, None]
+        return pairs.contains(topk_indices, query_indices)
     if direction == 't2i':
-        return topk_indices == txt2img[query_indices][:, None]
+        return pairs.contains(query_indices, topk_indices)
     raise ValueError(f"direction must be 'i2t' or 't2i', got {direction!r}")
 
 
 def recall_at_k(topk_indices: Tensor,
                 query_indices: Tensor,
-                txt2img: Tensor,
+                positives: Union[PositivePairs, Tensor],
                 direction: str,
                 ks: Sequence[int] = (1, 5, 10)) -> Dict[int, int]:
     """Count the queries with a correct item in their first k results.
 
     Counts (not ratios) are returned so that shards can be summed; a list
-    shorter than k counts all of its entries.
+    shorter than k counts all of its entries. With several positives a query
+    is a hit if any of them is retrieved.
 
     Returns:
         dict[int, int]: hit count for every k in ``ks``.
     """
-    hits = hit_matrix(topk_indices, query_indices, txt2img, direction)
+    hits = hit_matrix(topk_indices, query_indices, positives, direction)
     return {int(k): int(hits[:, :k].any(dim=1).sum()) for k in ks}

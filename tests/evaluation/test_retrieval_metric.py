@@ -73,7 +73,7 @@ def test_only_present_rankings_and_custom_ks():
 
 
 def test_empty_shard_counts_nothing():
-    metric = RetrievalMetric()
+    metric = RetrievalMetric(directions=('t2i', ))
     empty = dict(ranking='embedding', direction='t2i',
                  topk_indices=torch.zeros(0, 4, dtype=torch.long),
                  query_indices=torch.zeros(0, dtype=torch.long),

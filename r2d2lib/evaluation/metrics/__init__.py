@@ -1,4 +1,6 @@
 """Evaluation metrics registered in ``r2d2lib.registry.METRICS``."""
+from .matching import MatchingMetric, roc_auc
 from .retrieval import RetrievalMetric
+from .zero_shot import ZeroShotAccuracy
 
-__all__ = ['RetrievalMetric']
+__all__ = ['MatchingMetric', 'RetrievalMetric', 'ZeroShotAccuracy', 'roc_auc']
