@@ -1,10 +1,11 @@
-# make demo | make ablation | make test | make test-slow | make lint -- each creates .venv and installs r2d2lib on first use.
+# make demo | make ablation | make web-demo | make test | make test-slow | make lint -- each creates .venv and installs
+# r2d2lib on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo ablation test test-slow lint install clean
+.PHONY: demo ablation web-demo test test-slow lint install clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,20 @@ demo: $(STAMP)
 ablation: $(STAMP)
 	$(PY) tools/demo.py --ablation
 
+# The web demo serves the demo model (trained by `make demo`; trained here first if it is missing) over the
+# 200 toy test images at http://127.0.0.1:$(WEB_PORT). The checkpoint is this machine's own training output,
+# so unpickling it in full (--allow-pickle) is safe.
+DEMO_CHECKPOINT := work_dirs/demo/epoch_8.pth
+WEB_PORT ?= 8000
+
+$(DEMO_CHECKPOINT): | $(STAMP)
+	@echo "The demo model is not trained yet: training it first (tools/demo.py, about 5 minutes on 2 CPU cores)."
+	$(PY) tools/demo.py
+
+web-demo: $(STAMP) $(DEMO_CHECKPOINT)
+	$(PY) -m demo.server --config configs/demo/r2d2_tiny_shapes.py --checkpoint $(DEMO_CHECKPOINT) \
+		--allow-pickle --images data/toy_shapes/images --glob 'test_*' --port $(WEB_PORT)
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
@@ -27,7 +42,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
 lint: $(STAMP)
-	$(PY) -m ruff check r2d2lib tools tests configs
+	$(PY) -m ruff check r2d2lib tools tests configs demo
 
 clean:
 	rm -rf $(VENV) work_dirs data/toy_shapes
