@@ -75,8 +75,8 @@ class RetrievalGallery:
         image_ids = torch.tensor(sorted(first_record), dtype=torch.long)
         text_ids = torch.tensor(sorted(texts), dtype=torch.long)
         pair_ids = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
-        positives = PositivePairs(torch.searchsorted(text_ids, pair_ids[:, 0]),
-                                  torch.searchsorted(image_ids, pair_ids[:, 1]),
+        positives = PositivePairs(torch.searchsorted(text_ids, pair_ids[:, 0].contiguous()),
+                                  torch.searchsorted(image_ids, pair_ids[:, 1].contiguous()),
                                   len(text_ids), len(image_ids))
         return cls(image_records=torch.tensor([first_record[i] for i in image_ids.tolist()],
                                               dtype=torch.long),

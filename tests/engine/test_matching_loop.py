@@ -2,7 +2,6 @@
 equal to sklearn on the pairs scored one at a time."""
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
 
 from r2d2lib.engine.runners import MatchingTestLoop, MatchingValLoop
 from tests.engine.test_retrieval_loop import build_tiny_r2d2, toy_records
@@ -32,6 +31,7 @@ def matching_pipeline(pipeline32):
 
 
 def test_tiny_r2d2_matching_equals_pairwise_reference(tmp_path, toy_data, tiny_model_cfg, pipeline32):
+    from sklearn.metrics import roc_auc_score
     model = build_tiny_r2d2(tiny_model_cfg)
     dataset = RecordDataset(matching_records(toy_data), pipeline=matching_pipeline(pipeline32))
     scores, labels = [], []

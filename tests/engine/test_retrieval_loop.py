@@ -1,14 +1,10 @@
 """The retrieval val / test loops inside a real mmengine Runner: hand-computed cases on table
 models, a brute-force dense reference on the tiny R2D2 (with and without re-ranking, several
-positives per text, gallery-only images, text-to-image only), and 2 gloo processes = 1 process."""
+positives per text, gallery-only images, text-to-image only). 2 processes: test_distributed_eval_loop.py."""
 import copy
-import os
-from datetime import timedelta
 
 import pytest
 import torch
-import torch.distributed as torch_dist
-import torch.multiprocessing as mp
 from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 
@@ -232,50 +228,3 @@ def test_tiny_r2d2_equals_dense_reference(tmp_path, toy_data, tiny_model_cfg, pi
     metrics = strip(runner.test())
     assert metrics == pytest.approx(expected)
     assert 0 < metrics['R@M'] < 100  # not a degenerate case
-
-
-# ----------------------------------------------------------------- 2 processes = 1 process
-def _dist_worker(rank, world_size, port, work_dir, cfg, state_path, toy_data, pipeline, queue):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    os.chdir(work_dir)  # mmengine's collect_results_cpu writes .dist_test/
-    torch_dist.init_process_group('gloo', rank=rank, world_size=world_size,
-                                  timeout=timedelta(seconds=120))
-    try:
-        torch.set_num_threads(1)
-        model = build_tiny_r2d2(cfg)
-        model.load_state_dict(torch.load(state_path))
-        dataset = RecordDataset(toy_records(toy_data, True), pipeline=pipeline)
-        runner = make_runner(work_dir, model, dataset, metric=dict(type='RetrievalMetric', ks=(1, 2, 5)),
-                             batch_size=2, top_k=3, chunk_size=2, rerank_batch_size=4)
-        queue.put((rank, runner.val()))
-    finally:
-        torch_dist.destroy_process_group()
-
-
-def test_two_ranks_equal_one(tmp_path, toy_data, tiny_model_cfg, pipeline32, free_port):
-    """10 images (2 gallery-only) and 16 texts over 2 ranks: same metrics as 1 process."""
-    model = build_tiny_r2d2(tiny_model_cfg)
-    state_path = str(tmp_path / 'model.pt')
-    torch.save(model.state_dict(), state_path)
-    dataset = RecordDataset(toy_records(toy_data, True), pipeline=pipeline32)
-    single = make_runner(tmp_path, model, dataset, metric=dict(type='RetrievalMetric', ks=(1, 2, 5)),
-                         top_k=3).val()
-    ctx = mp.get_context('spawn')
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_dist_worker,
-                         args=(rank, 2, free_port, str(tmp_path), tiny_model_cfg, state_path, toy_data,
-                               pipeline32, queue)) for rank in range(2)]
-    for proc in procs:
-        proc.start()
-    try:
-        results = [queue.get(timeout=180) for _ in procs]
-        for proc in procs:
-            proc.join(timeout=30)
-            assert proc.exitcode == 0
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-    for _, metrics in results:
-        assert metrics == pytest.approx(single, abs=1e-6)
-    assert 0 < single['retrieval/rerank_R@M'] < 100

@@ -93,3 +93,35 @@ def test_built_from_registry_with_default_scope():
         metric.process(None, [dict(ranking='embedding', direction='x',
                                    topk_indices=T2I, txt2img=TXT2IMG,
                                    query_indices=torch.arange(8))])
+
+
+def test_multi_positive_and_t2i_only():
+    """MUGE-like: 2 texts, 3 images; text 0 has images 0 and 2; image 1 is text 1's."""
+    from r2d2lib.evaluation import PositivePairs
+    pairs = PositivePairs(torch.tensor([0, 0, 1]), torch.tensor([0, 2, 1]), 2, 3)
+    t2i = torch.tensor([[2, 1, 0], [0, 2, 1]])  # text 0: hit at 1 (image 2); text 1: hit at 3
+    i2t = torch.tensor([[1, 0], [0, 1], [0, 1]])  # image 0 -> text 0 at 2; 1 -> at 2; 2 -> at 1
+    shard = dict(ranking='embedding', query_indices=torch.arange(2), positives=pairs)
+    metric = RetrievalMetric(ks=(1, 2), directions=('t2i', ))
+    metric.process(None, [dict(shard, direction='t2i', topk_indices=t2i),
+                          dict(shard, direction='i2t', topk_indices=i2t,
+                               query_indices=torch.arange(3))])
+    assert metric.evaluate(2) == pytest.approx({'retrieval/t2i_R@1': 50.0, 'retrieval/t2i_R@2': 50.0,
+                                                'retrieval/R@M': 50.0})
+    metric = RetrievalMetric(ks=(1, 2))
+    metric.process(None, [dict(shard, direction='t2i', topk_indices=t2i),
+                          dict(shard, direction='i2t', topk_indices=i2t,
+                               query_indices=torch.arange(3))])
+    metrics = metric.evaluate(2)
+    assert metrics['retrieval/i2t_R@1'] == pytest.approx(100 / 3)
+    assert metrics['retrieval/i2t_R@2'] == pytest.approx(100.0)
+    assert metrics['retrieval/R@M'] == pytest.approx((100 / 3 + 100 + 50 + 50) / 4)
+
+
+def test_missing_direction_and_bad_directions_are_errors():
+    metric = RetrievalMetric()
+    metric.process(None, _shards('embedding', 't2i', T2I, [torch.arange(8)]))
+    with pytest.raises(ValueError, match='no i2t results'):
+        metric.evaluate(1)
+    with pytest.raises(ValueError, match='directions'):
+        RetrievalMetric(directions=('x2y', ))
