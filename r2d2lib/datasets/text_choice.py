@@ -52,3 +52,7 @@ class SharedEpoch:
     def get(self) -> int:
         """Read the epoch."""
         return int(self._value)
+
+    def __deepcopy__(self, memo: dict) -> 'SharedEpoch':
+        """A copy in shared memory too (``copy.deepcopy`` of a tensor would not share it)."""
+        return SharedEpoch(self.get())

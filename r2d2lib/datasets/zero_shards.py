@@ -41,16 +41,16 @@ _CHOICES = re.compile(r'\{([^{}]*,[^{}]*)\}')
 
 def expand_braces(pattern: str) -> List[str]:
     """Expand ``{00000..00099}`` ranges (zero-padded like the first bound) and ``{a,b}`` lists."""
-    match = _RANGE.search(pattern)
-    if match:
+    matches = [m for m in (_RANGE.search(pattern), _CHOICES.search(pattern)) if m]
+    if not matches:
+        return [pattern]
+    match = min(matches, key=lambda m: m.start())  # leftmost brace first: shard order as written
+    if match.re is _RANGE:
         lo, hi = match.group(1), match.group(2)
         if int(hi) < int(lo):
             raise ValueError(f'empty range {match.group(0)} in {pattern!r}')
         values = [str(i).zfill(len(lo)) for i in range(int(lo), int(hi) + 1)]
     else:
-        match = _CHOICES.search(pattern)
-        if not match:
-            return [pattern]
         values = match.group(1).split(',')
     head, tail = pattern[:match.start()], pattern[match.end():]
     return [path for value in values for path in expand_braces(head + value + tail)]
@@ -70,7 +70,9 @@ def iter_tar_samples(path: str) -> Iterator[Tuple[str, Dict[str, bytes]]]:
     """Yield ``(key, {extension: bytes})`` of consecutive members sharing a key.
 
     The key is the member path up to the first dot of its file name. A tar
-    that is cut short raises ``tarfile.TarError`` after the complete samples.
+    that is cut short (a member shorter than its header says, or a size that
+    is not a whole number of 512-byte blocks) raises ``tarfile.ReadError``
+    after the complete samples.
     """
     key: Optional[str] = None
     group: Dict[str, bytes] = {}
@@ -86,9 +88,16 @@ def iter_tar_samples(path: str) -> Iterator[Tuple[str, Dict[str, bytes]]]:
                 group = {}
             key = member_key
             data = tar.extractfile(member)
-            group[ext.lower()] = data.read() if data is not None else b''
+            content = data.read() if data is not None else b''
+            if len(content) != member.size:
+                raise tarfile.ReadError(f'member {member.name} cut short ({len(content)} of '
+                                        f'{member.size} bytes)')
+            group[ext.lower()] = content
     if key is not None:
         yield key, group
+    if osp.getsize(path) % tarfile.BLOCKSIZE:
+        raise tarfile.ReadError(f'size is not a multiple of {tarfile.BLOCKSIZE} bytes: the file is cut '
+                                'short')
 
 
 @DATASETS.register_module()

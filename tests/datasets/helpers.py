@@ -34,7 +34,7 @@ def detach_log_capture(handler: ListHandler) -> None:
 
 def build(type_: str, kwargs: Dict[str, Any], **extra: Any):
     """Build a registered dataset with the test pipeline."""
-    return DATASETS.build(dict(type=type_, pipeline=PIPELINE, **kwargs, **extra))
+    return DATASETS.build(dict(dict(type=type_, pipeline=PIPELINE), **kwargs, **extra))
 
 
 def infos(ds) -> List[dict]:
