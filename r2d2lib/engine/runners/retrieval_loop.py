@@ -178,7 +178,7 @@ class _RetrievalLoopMixin(EvalLoopMixin):
             else:
                 fetched = fetch_rows(dict(tokens=images['tokens']), wanted, gallery.num_images)
                 query_feats = dict(hidden=texts['hidden'], mask=texts['mask'])
-            positions = torch.searchsorted(wanted, indices[:, :top_k])
+            positions = torch.searchsorted(wanted, indices[:, :top_k].contiguous())
             _, reranked = rerank_topk(positions, sims[:, :top_k],
                                       self._pair_score_fn(direction, query_feats, fetched),
                                       self.rerank_batch_size, progress=is_main_process(),
