@@ -127,12 +127,19 @@ class ZeroCorpusShardDataset(IterableDataset):
             every rank, from ``seed`` and the epoch).
         rank, world_size: Override of mmengine's ``get_dist_info()`` (read
             at construction, in the main process).
+        num_samples: Samples in one pass over all shards, for ``len()``
+            (default ``len(shards) * samples_per_shard``). The length is nominal:
+            mmengine's LoggerHook needs one, ``IterBasedTrainLoop`` stops on
+            ``max_iters`` whatever it says.
+        samples_per_shard: Shard size assumed when ``num_samples`` is not
+            given (img2dataset writes 10,000).
     """
 
     def __init__(self, shards: Union[str, Sequence[str]], pipeline: Sequence[Any] = (),
                  data_root: str = '', seed: int = 0, text_fields: Sequence[str] = TEXT_FIELDS,
                  repeat: bool = True, shuffle_shards: bool = True, test_mode: bool = False,
                  rank: Optional[int] = None, world_size: Optional[int] = None,
+                 num_samples: Optional[int] = None, samples_per_shard: int = 10_000,
                  metainfo: Optional[dict] = None) -> None:
         super().__init__()
         self.shards = shard_list(shards, data_root)
@@ -145,6 +152,7 @@ class ZeroCorpusShardDataset(IterableDataset):
         dist_rank, dist_world = get_dist_info()
         self.rank = dist_rank if rank is None else rank
         self.world_size = dist_world if world_size is None else world_size
+        self.num_samples = len(self.shards) * samples_per_shard if num_samples is None else num_samples
         self._epoch = SharedEpoch()
         self._metainfo = dict(metainfo or {}, num_shards=len(self.shards))
         self.num_corrupt_samples = 0
@@ -155,6 +163,10 @@ class ZeroCorpusShardDataset(IterableDataset):
     def metainfo(self) -> dict:
         """``num_shards`` plus any ``metainfo`` given."""
         return dict(self._metainfo)
+
+    def __len__(self) -> int:
+        """Nominal samples per rank in one pass (``ceil(num_samples / world_size)``)."""
+        return -(-self.num_samples // self.world_size)
 
     @property
     def epoch(self) -> int:
