@@ -289,8 +289,8 @@ class R2D2Inferencer:
 
     @property
     def embed_dim(self) -> int:
-        return self.model.vision_proj(torch.zeros(1, self.model.image_encoder.width,
-                                                  device=self.device)).shape[-1]
+        """Width D of the retrieval embeddings."""
+        return self.model.vision_proj.out_features
 
     # ----------------------------------------------------------------- matching
     @torch.no_grad()
