@@ -53,12 +53,15 @@ class R2D2MatchingModel(R2D2Model):
     Args:
         hard_negatives: add the in-batch hard negatives of every positive pair.
         **r2d2_kwargs: see :class:`R2D2Model` (``contrastive_loss`` must be a plain
-            ``GCPRLoss``, which holds the temperature used for sampling).
+            ``GCPRLoss``, which holds the temperature used for sampling;
+            ``data_preprocessor`` defaults to ``MatchingDataPreprocessor``).
     """
 
     loss_attributes = ('fgr_loss', )
 
     def __init__(self, *args, hard_negatives: bool = True, **r2d2_kwargs):
+        if r2d2_kwargs.get('data_preprocessor') is None:
+            r2d2_kwargs['data_preprocessor'] = dict(type='MatchingDataPreprocessor')
         super().__init__(*args, **r2d2_kwargs)
         self.hard_negatives = hard_negatives
         for key in ('teacher', 'queue', 'fgd_loss', 'mlm_head'):

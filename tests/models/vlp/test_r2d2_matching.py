@@ -145,6 +145,25 @@ def test_loss_without_labels_names_the_preprocessor(matching_cfg):
         model(inputs, mode='loss')
 
 
+def test_save_and_from_pretrained_round_trip(matching_cfg, tmp_path):
+    from r2d2lib.apis import from_pretrained
+    model = MODELS.build(dict(matching_cfg, hard_negatives=False))
+    model.save_pretrained(tmp_path / 'export')
+    loaded = from_pretrained(tmp_path / 'export')
+    assert type(loaded).__name__ == 'R2D2MatchingModel' and loaded.hard_negatives is False
+    assert type(loaded.data_preprocessor).__name__ == 'MatchingDataPreprocessor'
+    state = model.state_dict()
+    assert all(torch.equal(value, state[key]) for key, value in loaded.state_dict().items())
+    assert not loaded.vision_proj.weight.requires_grad
+
+
+def test_default_preprocessor_carries_labels(tiny_model_cfg):
+    cfg = copy.deepcopy({k: v for k, v in tiny_model_cfg.items() if k != 'data_preprocessor'})
+    cfg['image_encoder']['config'].update(image_size=224, patch_size=32)  # the default preprocessor's size
+    model = MODELS.build(dict(cfg, type='R2D2MatchingModel'))
+    assert type(model.data_preprocessor).__name__ == 'MatchingDataPreprocessor'
+
+
 class Sample:
     def __init__(self, label, text='红色圆形'):
         self.text, self.image_idx, self.text_idx, self.img_path = text, 0, 0, 'imgs/a.jpg'
