@@ -20,15 +20,18 @@ records, so identical on every rank.
 from __future__ import annotations
 
 import logging
+import os
 import os.path as osp
 from typing import Any, Dict, Hashable, List, Optional, Sequence, Set, Union
 
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
+from tqdm import tqdm
 
 from .transforms import UnreadableImageError
 
 MAX_LOGGED_PATHS = 20
+PROGRESS_MIN_BYTES = 64 << 20  # annotation files at least this large show a progress bar
 
 
 def warn(msg: str) -> None:
@@ -54,10 +57,13 @@ class PairCollector:
 
     Args:
         source: The annotation file, named in log messages.
+        progress: Show a progress bar of the records seen.
     """
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, progress: bool = False) -> None:
         self.source = source
+        self._bar = tqdm(desc=f'reading {osp.basename(source)}', unit=' records', mininterval=2,
+                         disable=not progress)
         self.records: List[dict] = []
         self.num_empty_captions = 0
         self.num_missing_images = 0
@@ -91,6 +97,7 @@ class PairCollector:
     def drop_empty_caption(self) -> None:
         """Count a record dropped for an empty caption."""
         self.num_empty_captions += 1
+        self._bar.update()
 
     def add_pair(self, img_path: str, text: str, text_key: Optional[Hashable] = None,
                  available: Optional[bool] = None, **fields: Any) -> Optional[dict]:
@@ -109,6 +116,7 @@ class PairCollector:
         if not text:
             self.drop_empty_caption()
             return None
+        self._bar.update()
         if not self.image_available(img_path, available):
             self.num_missing_images += 1
             return None
@@ -134,7 +142,8 @@ class PairCollector:
         return record
 
     def report(self) -> None:
-        """Log what was dropped (empty captions, missing images with their paths)."""
+        """Close the progress bar; log what was dropped (empty captions, missing images with paths)."""
+        self._bar.close()
         if self.num_empty_captions:
             warn(f'{self.source}: dropped {self.num_empty_captions} record(s) with an empty caption')
         if self.missing_paths:
@@ -177,9 +186,10 @@ class SkipUnreadableDataset(BaseDataset):
             return self.pipeline(data_info)
         except UnreadableImageError as err:
             if self.test_mode:
+                source = self.ann_file or self.data_root
                 raise UnreadableImageError(
-                    err.path, f'{err.reason} (record {idx} of {self.ann_file}; test mode does not '
-                    'skip images, as that would bias the evaluation: fix or remove this image)') from err
+                    err.path, f'{err.reason} (record {idx} of {source}; test mode does not skip images, '
+                    'as that would bias the evaluation: fix or remove this image)') from err
             self._unreadable_paths.add(err.path)
             self.num_unreadable_images += 1
             warn(f'skipping unreadable image {err.path} ({err.reason}); {self.num_unreadable_images} '
@@ -225,7 +235,8 @@ class ImageTextDataset(SkipUnreadableDataset):
 
     def load_data_list(self) -> List[dict]:
         """Collect the pair records, then log and count what was dropped."""
-        collector = PairCollector(self.ann_file)
+        big = osp.isfile(self.ann_file) and os.path.getsize(self.ann_file) >= PROGRESS_MIN_BYTES
+        collector = PairCollector(self.ann_file, progress=big)
         self.collect_pairs(collector)
         collector.report()
         self.num_empty_captions = collector.num_empty_captions

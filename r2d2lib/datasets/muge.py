@@ -100,7 +100,7 @@ class MUGEDataset(ImageTextDataset):
             if not text.strip():
                 collector.drop_empty_caption()
                 continue
-            for image_id in map(str, image_ids):
+            for image_id in dict.fromkeys(map(str, image_ids)):  # an id listed twice counts once
                 collector.add_pair(f'{tsv}#{image_id}', text, text_key=lineno,
                                    available=image_id in images, query_id=query_id,
                                    **image_fields(image_id))
