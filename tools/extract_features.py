@@ -35,7 +35,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from r2d2lib.apis.inferencer import add_model_arguments, inferencer_from_args
+from r2d2lib.apis.inferencer import add_model_arguments, inferencer_from_args, load_image
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.gif', '.tif', '.tiff')
 MANIFEST = 'manifest.json'
@@ -125,19 +125,22 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def shard_done(folder: Path, index: int, ids: Sequence[str], dim: int) -> bool:
-    """Whether shard ``index`` is complete and holds exactly ``ids`` (its .json is written last)."""
+    """Whether shard ``index`` is complete for ``ids``: its .json (written last) lists them, in order,
+    as embedded or as skipped (unreadable), and the array has a row per embedded one."""
     meta, array = folder / f'{shard_name(index)}.json', folder / f'{shard_name(index)}.npy'
     if not (meta.is_file() and array.is_file()):
         return False
     try:
-        stored = json.loads(meta.read_text(encoding='utf-8'))['ids']
+        stored = json.loads(meta.read_text(encoding='utf-8'))
         shape = np.load(array, mmap_mode='r').shape
-    except (OSError, ValueError, KeyError):
+        kept, skipped = stored['ids'], set(stored.get('skipped', []))
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    return stored == list(ids) and shape == (len(ids), dim)
+    return kept == [i for i in ids if i not in skipped] and skipped <= set(ids) and shape == (len(kept), dim)
 
 
-def write_shard(folder: Path, index: int, ids: Sequence[str], embeddings: np.ndarray) -> None:
+def write_shard(folder: Path, index: int, ids: Sequence[str], embeddings: np.ndarray,
+                skipped: Sequence[str] = ()) -> None:
     """Embeddings first, then the ids file that marks the shard complete (both atomically)."""
     name = shard_name(index)
 
@@ -145,7 +148,7 @@ def write_shard(folder: Path, index: int, ids: Sequence[str], embeddings: np.nda
         with open(path, 'wb') as f:
             np.save(f, embeddings.astype(np.float32))
     _atomic_write(folder / f'{name}.npy', save_array)
-    ids_json = json.dumps({'ids': list(ids)}, ensure_ascii=False)
+    ids_json = json.dumps({'ids': list(ids), 'skipped': list(skipped)}, ensure_ascii=False)
     _atomic_write(folder / f'{name}.json', lambda p: p.write_text(ids_json, encoding='utf-8'))
 
 
@@ -171,18 +174,43 @@ def iter_shards(num_items: int, shard_size: int) -> Iterator[Tuple[int, slice]]:
         yield index, slice(start, min(start + shard_size, num_items))
 
 
+def embed_images(inferencer, paths: Sequence[str], strict: bool) -> Tuple[List[str], np.ndarray, List[str]]:
+    """``(embedded paths, embeddings, unreadable paths)``, loading one batch of images at a time.
+
+    An unreadable image is logged and skipped (``strict``: an error naming it), so that a long
+    extraction survives a few bad files.
+    """
+    kept, arrays, skipped = [], [], []
+    for start in range(0, len(paths), inferencer.batch_size):
+        images = []
+        for path in paths[start:start + inferencer.batch_size]:
+            try:
+                images.append(load_image(path))
+                kept.append(path)
+            except OSError as error:
+                if strict:
+                    raise
+                tqdm.write(f'skipped unreadable image: {error}', file=sys.stderr)
+                skipped.append(path)
+        if images:
+            arrays.append(inferencer.encode_images(images, progress=False).numpy())
+    embeddings = np.concatenate(arrays) if arrays else np.zeros((0, inferencer.embed_dim), np.float32)
+    return kept, embeddings, skipped
+
+
 def extract(inferencer, kind: str, items: List[str], folder: Path, shard_size: int, model_name: str,
-            overwrite: bool = False, max_shards: Optional[int] = None) -> Dict[str, int]:
-    """Embed ``items`` into shards under ``folder``; returns counts of written and skipped shards."""
+            overwrite: bool = False, max_shards: Optional[int] = None,
+            strict: bool = False) -> Dict[str, int]:
+    """Embed ``items`` into shards under ``folder``; returns counts of shards written and already done,
+    and of unreadable images skipped in this run."""
     folder.mkdir(parents=True, exist_ok=True)
-    encode = inferencer.encode_images if kind == 'images' else inferencer.encode_texts
-    dim = int(encode(items[:1], progress=False).shape[1])
+    dim = inferencer.embed_dim
     manifest = dict(format_version=FORMAT_VERSION, kind=kind, model=model_name, dim=dim,
                     shard_size=shard_size, num_items=len(items), num_shards=-(-len(items) // shard_size),
                     items_sha256=items_hash(items))
     check_manifest(folder, manifest, overwrite)
     _atomic_write(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2), encoding='utf-8'))
-    counts = dict(written=0, skipped=0)
+    counts = dict(written=0, skipped=0, unreadable=0)
     with tqdm(total=len(items), desc=f'embed {kind}', unit=kind[:-1]) as bar:
         for index, part in iter_shards(len(items), shard_size):
             ids = items[part]
@@ -191,8 +219,14 @@ def extract(inferencer, kind: str, items: List[str], folder: Path, shard_size: i
             else:
                 if max_shards is not None and counts['written'] >= max_shards:
                     break
-                write_shard(folder, index, ids, encode(ids, progress=False).numpy())
+                if kind == 'images':
+                    kept, embeddings, unreadable = embed_images(inferencer, ids, strict)
+                else:
+                    embeddings = inferencer.encode_texts(ids, progress=False).numpy()
+                    kept, unreadable = ids, []
+                write_shard(folder, index, kept, embeddings, unreadable)
                 counts['written'] += 1
+                counts['unreadable'] += len(unreadable)
             bar.update(len(ids))
     return counts
 
@@ -203,19 +237,22 @@ def read_features(folder: Path) -> Tuple[np.ndarray, List[str], dict]:
     if not path.is_file():
         raise FileNotFoundError(f'{path} does not exist: run tools/extract_features.py first')
     manifest = json.loads(path.read_text(encoding='utf-8'))
-    arrays, ids = [], []
+    arrays, ids, skipped = [], [], 0
     for index in range(manifest['num_shards']):
         meta = Path(folder) / f'{shard_name(index)}.json'
         if not meta.is_file():
             raise FileNotFoundError(f'{meta} is missing: the extraction into {folder} is not finished '
                                     '(run tools/extract_features.py again with the same arguments to resume)')
-        ids.extend(json.loads(meta.read_text(encoding='utf-8'))['ids'])
+        stored = json.loads(meta.read_text(encoding='utf-8'))
+        ids.extend(stored['ids'])
+        skipped += len(stored.get('skipped', []))
         arrays.append(np.load(Path(folder) / f'{shard_name(index)}.npy'))
     embeddings = np.concatenate(arrays) if arrays else np.zeros((0, manifest['dim']), np.float32)
-    if len(ids) != manifest['num_items'] or embeddings.shape != (len(ids), manifest['dim']):
-        raise ValueError(f'{folder}: {len(ids)} ids and embeddings {embeddings.shape}, but the manifest says '
-                         f"{manifest['num_items']} items of dimension {manifest['dim']}")
-    return embeddings, ids, manifest
+    if len(ids) + skipped != manifest['num_items'] or embeddings.shape != (len(ids), manifest['dim']):
+        raise ValueError(f'{folder}: {len(ids)} ids ({skipped} skipped) and embeddings {embeddings.shape}, '
+                         f"but the manifest says {manifest['num_items']} items of dimension "
+                         f"{manifest['dim']}")
+    return embeddings, ids, dict(manifest, num_skipped=skipped)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -232,6 +269,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--max-shards', type=int, default=None,
                         help='stop after writing this many new shards per modality (time-boxed jobs)')
     parser.add_argument('--overwrite', action='store_true', help='discard shards of an earlier run in --out')
+    parser.add_argument('--strict', action='store_true',
+                        help='stop at an unreadable image (default: log it, skip it and count it)')
     args = parser.parse_args(argv)
     if args.images is None and args.texts is None and args.dataset is None:
         parser.error('give --images, --texts and/or --dataset')
@@ -265,12 +304,14 @@ def main(argv=None) -> None:
     model_name = args.model or os.path.abspath(args.checkpoint)
     for kind, items in inputs.items():
         counts = extract(inferencer, kind, items, args.out / kind, args.shard_size, model_name,
-                         overwrite=args.overwrite, max_shards=args.max_shards)
+                         overwrite=args.overwrite, max_shards=args.max_shards, strict=args.strict)
         total = -(-len(items) // args.shard_size)
-        unfinished = counts['written'] + counts['skipped'] < total
-        print(f'{kind}: {len(items)} items, {total} shards in {args.out / kind} '
-              f"({counts['written']} written, {counts['skipped']} already done"
-              f"{', stopped early: run again to continue' if unfinished else ''})")
+        notes = [f"{counts['written']} written", f"{counts['skipped']} already done"]
+        if counts['unreadable']:
+            notes.append(f"{counts['unreadable']} unreadable images skipped")
+        if counts['written'] + counts['skipped'] < total:
+            notes.append('stopped early: run again to continue')
+        print(f'{kind}: {len(items)} items, {total} shards in {args.out / kind} ({", ".join(notes)})')
 
 
 if __name__ == '__main__':

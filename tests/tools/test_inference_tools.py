@@ -100,6 +100,25 @@ def test_extraction_resumes_after_interruption(setup, capsys):
                                          setup['model'])
 
 
+def test_unreadable_images_are_skipped_and_counted(setup, tmp_path):
+    extract_features = tool('extract_features')
+    paths = sorted(str(p) for p in setup['images'].glob('*.png'))[:4]
+    broken = tmp_path / 'broken.png'
+    broken.write_bytes(b'not a png')
+    items = paths[:2] + [str(broken)] + paths[2:]
+    inferencer = setup['inferencer']
+    counts = extract_features.extract(inferencer, 'images', items, tmp_path / 'f', 2, 'tiny')
+    assert counts == dict(written=3, skipped=0, unreadable=1)
+    embeds, ids, manifest = extract_features.read_features(tmp_path / 'f')
+    assert ids == paths and manifest['num_skipped'] == 1 and manifest['num_items'] == 5
+    np.testing.assert_allclose(embeds, inferencer.encode_images(paths).numpy(), atol=1e-6, rtol=0)
+    # the shard holding the bad file counts as done when resuming
+    again = extract_features.extract(inferencer, 'images', items, tmp_path / 'f', 2, 'tiny')
+    assert again == dict(written=0, skipped=3, unreadable=0)
+    with pytest.raises(OSError, match='broken.png'):
+        extract_features.extract(inferencer, 'images', items, tmp_path / 'g', 2, 'tiny', strict=True)
+
+
 def test_index_and_search_match_the_inferencer(setup, features):
     build = tool('build_index')
     embeds, ids, _ = tool('extract_features').read_features(features / 'images')
