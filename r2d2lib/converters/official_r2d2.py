@@ -154,9 +154,10 @@ def inference_model_config(arch: str, config: str | Path | Mapping | None = None
     cfg['contrastive_loss'] = dict(_OFFICIAL_LOSS)
     if arch.startswith('r2d2'):
         cfg['mlm_head'] = None
-    expected = 'R2D2Model' if arch.startswith('r2d2') else 'DualEncoderModel'
-    if cfg.get('type') != expected:
-        raise ValueError(f'{arch} converts into a {expected}, but the model config has type '
+    # R2D2MatchingModel (the ICM / IQM fine-tuning) is R2D2Model with another loss: same tensors
+    expected = ('R2D2Model', 'R2D2MatchingModel') if arch.startswith('r2d2') else ('DualEncoderModel', )
+    if cfg.get('type') not in expected:
+        raise ValueError(f'{arch} converts into a {" or ".join(expected)}, but the model config has type '
                          f'{cfg.get("type")!r}')
     return cfg
 

@@ -82,7 +82,9 @@ def test_config_exists_and_builds_the_inference_form_that_the_official_weights_f
     cfg = get_model_config(name)
     with torch.device('meta'):
         model = MODELS.build({**cfg, '_scope_': 'r2d2lib'})
-    assert type(model) is (DualEncoderModel if name.startswith('prd2') else R2D2Model)
+    matching = name.endswith(('_ft-icm', '_ft-iqm'))  # fine-tuned by R2D2MatchingModel (same tensors)
+    assert type(model).__name__ == ('DualEncoderModel' if name.startswith('prd2') else
+                                    'R2D2MatchingModel' if matching else 'R2D2Model')
     assert model.teacher is None and model.queue is None and model.fgd_loss is None
     width, patch = VITS[info['Metadata']['Image Encoder']]
     assert (model.image_encoder.width, model.image_encoder.patch_size) == (width, patch)
@@ -150,15 +152,16 @@ def test_results_are_the_papers_numbers_in_percent():
         't2i_R@1': 36.8, 't2i_R@5': 65.9, 't2i_R@10': 78.1, 'R@M': 60.3}  # Table 1, MUGE
 
 
-def test_fine_tuned_checkpoints_repeat_their_backbones_row_and_mark_the_stand_in_config():
+def test_fine_tuned_checkpoints_repeat_their_backbones_row_and_name_their_fine_tuning_config():
     backbone = {(r['Task'], r['Dataset']): r['Metrics'] for r in get_model_info('r2d2_vitb_23m')['Results']}
     for name in list_models('*_ft-*'):
         info = get_model_info(name)
         meta = info['Metadata']
         assert meta['Fine-tuned From'] == 'r2d2_vitb_23m'
-        assert info['Config'] == get_model_info('r2d2_vitb_23m')['Config']
-        assert 'pending' in meta['Config Stand-in']  # no fine-tuning config yet: the backbone's
         [result] = info['Results']
+        config = result['Dataset'].lower().replace('-', '_')
+        assert info['Config'] == f'configs/r2d2/finetune/vitb_23m_{config}.py'
+        assert 'Config Stand-in' not in meta
         assert name.endswith(result['Dataset'].lower())
         assert meta['Training Data'][-1] == f"{result['Dataset']} (train)"
         assert result['Metrics'] == backbone[f"{result['Task']} (after fine-tuning)", result['Dataset']]
@@ -193,7 +196,8 @@ def test_docs_page_is_up_to_date(tmp_path, capsys):
     tool = load_tool('model_zoo_docs')
     assert tool.main(['--check']) == 0, 'run python tools/model_zoo_docs.py'
     text = (ROOT / 'docs' / 'model_zoo.md').read_text()
-    assert '| `r2d2_vitb_23m_ft-icr` | [configs/r2d2/vitb_23m.py](../configs/r2d2/vitb_23m.py) † |' in text
+    assert ('| `r2d2_vitb_23m_ft-icr` | [configs/r2d2/finetune/vitb_23m_icr.py]'
+            '(../configs/r2d2/finetune/vitb_23m_icr.py) |') in text
     assert '| `r2d2_vitl_23m` | Image-Text Matching (zero-shot) | ICM |' + ' - |' * 7 + ' 87.4 |' in text
     stale = tmp_path / 'model_zoo.md'
     stale.write_text(text.replace('87.4', '87.5'))
