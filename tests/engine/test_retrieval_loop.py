@@ -228,3 +228,9 @@ def test_tiny_r2d2_equals_dense_reference(tmp_path, toy_data, tiny_model_cfg, pi
     metrics = strip(runner.test())
     assert metrics == pytest.approx(expected)
     assert 0 < metrics['R@M'] < 100  # not a degenerate case
+
+
+def test_unknown_loop_argument_names_the_loop(tmp_path):
+    runner = make_runner(tmp_path, DualTableModel(*circle_tables()), RecordDataset(CIRCLE_RECORDS), topk=3)
+    with pytest.raises(TypeError, match="RetrievalValLoop: .*'topk'"):
+        runner.val_loop

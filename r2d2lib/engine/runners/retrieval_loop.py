@@ -205,10 +205,19 @@ class _RetrievalLoopMixin(EvalLoopMixin):
         return score
 
 
-def _loop_args(top_k: int = 16, chunk_size: int = 1024, rerank_batch_size: int = 256,
-               rerank: bool = True, text_batch_size: Union[int, None] = None,
-               fp16: bool = False) -> Tuple:
+def _retrieval_args(top_k: int = 16, chunk_size: int = 1024, rerank_batch_size: int = 256,
+                    rerank: bool = True, text_batch_size: Union[int, None] = None,
+                    fp16: bool = False) -> Tuple:
     return top_k, chunk_size, rerank_batch_size, rerank, text_batch_size, fp16
+
+
+def _loop_args(loop: str, kwargs: dict) -> Tuple:
+    """The retrieval loops' arguments with their defaults; an unknown key names the loop."""
+    try:
+        return _retrieval_args(**kwargs)
+    except TypeError as err:
+        raise TypeError(f'{loop}: {err} (arguments: top_k, chunk_size, rerank_batch_size, rerank, '
+                        'text_batch_size, fp16)') from None
 
 
 @LOOPS.register_module()
@@ -233,7 +242,8 @@ class RetrievalValLoop(_RetrievalLoopMixin, ValLoop):
 
     def __init__(self, runner, dataloader: Union[DataLoader, Dict],
                  evaluator: Union[Evaluator, Dict, List], **kwargs) -> None:
-        top_k, chunk_size, rerank_batch_size, rerank, text_batch_size, fp16 = _loop_args(**kwargs)
+        top_k, chunk_size, rerank_batch_size, rerank, text_batch_size, fp16 = _loop_args(
+            'RetrievalValLoop', kwargs)
         super().__init__(runner, dataloader, evaluator, fp16=fp16)
         self._setup(top_k, chunk_size, rerank_batch_size, rerank, text_batch_size)
 
@@ -246,7 +256,8 @@ class RetrievalTestLoop(_RetrievalLoopMixin, TestLoop):
 
     def __init__(self, runner, dataloader: Union[DataLoader, Dict],
                  evaluator: Union[Evaluator, Dict, List], **kwargs) -> None:
-        top_k, chunk_size, rerank_batch_size, rerank, text_batch_size, fp16 = _loop_args(**kwargs)
+        top_k, chunk_size, rerank_batch_size, rerank, text_batch_size, fp16 = _loop_args(
+            'RetrievalTestLoop', kwargs)
         super().__init__(runner, dataloader, evaluator, fp16=fp16)
         self._setup(top_k, chunk_size, rerank_batch_size, rerank, text_batch_size)
 
