@@ -145,7 +145,7 @@ def test_runner_build_dataloader_two_workers(tmp_path):
     assert len(set(ids)) == 4
     assert loader.dataset.metainfo['num_shards'] == 4
     assert len(loader.dataset) == 40_000 and len(loader) == 20_000  # nominal: 4 shards x 10,000
-    del it
+    it._shutdown_workers()
 
 
 def test_pipeline_output_is_collatable(tmp_path):
@@ -186,4 +186,6 @@ def test_trains_with_iter_based_loop(tmp_path, tiny_model_cfg):
         custom_hooks=[RecordLoss()], randomness=dict(seed=0), log_level='WARNING')
     runner.train()
     assert isinstance(runner.train_loop, IterBasedTrainLoop) and runner.iter == 2
+    # Stop the persistent workers now: left to the garbage collector, their shutdown takes ~10 s.
+    runner.train_loop.dataloader_iterator._iterator._shutdown_workers()
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
