@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract_features import read_features  # noqa: E402  (a sibling tool)
 
 INDEX_FILE, IDS_FILE, META_FILE = 'index.faiss', 'ids.json', 'index.json'
+PQ_MIN_TRAIN = 39 * 256
 
 
 def _faiss():
@@ -66,6 +67,10 @@ def build_index(embeddings: np.ndarray, kind: str = 'flat', nlist: int = 1024, n
     num, dim = embeddings.shape
     if pq and dim % pq:
         raise SystemExit(f'--pq {pq} must divide the embedding dimension {dim}')
+    if pq and min(num, train_size) < PQ_MIN_TRAIN:
+        raise SystemExit(f'--pq trains 256 codes per sub-vector and needs at least {PQ_MIN_TRAIN} training '
+                         f'items (faiss advises 39 x 256); {min(num, train_size)} are available: use ivf '
+                         'without --pq')
     index = faiss.index_factory(dim, factory_string(kind, num, nlist, pq, hnsw_m), faiss.METRIC_INNER_PRODUCT)
     if kind == 'hnsw':
         index.hnsw.efConstruction = ef_construction

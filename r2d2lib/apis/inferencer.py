@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -45,6 +46,8 @@ DEFAULT_TEMPLATES: Tuple[str, ...] = (
 )
 
 GALLERY_KINDS = ('images', 'texts')
+#: File endings that make a str query look like an image path (a warning, see ``query_kind``).
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.gif', '.tif', '.tiff')
 
 
 @dataclass
@@ -343,6 +346,9 @@ class R2D2Inferencer:
     def query_kind(query) -> str:
         """``'text'`` for a str, ``'image'`` for a PIL image or a ``pathlib.Path`` / os.PathLike."""
         if isinstance(query, str):
+            if query.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(query):
+                warnings.warn(f'the query {query!r} is searched as a text; to search with that image pass '
+                              "pathlib.Path(query) or query_kind='image'", stacklevel=3)
             return 'text'
         if isinstance(query, (Image.Image, os.PathLike)):
             return 'image'

@@ -196,3 +196,6 @@ def test_bad_inputs_give_clear_errors(inferencer, toy, tmp_path):
         Gallery('texts', torch.zeros(3, 4), texts)
     with pytest.raises(TypeError, match='a query is a str'):
         inferencer.search(42, inferencer.build_gallery(texts=texts))
+    with pytest.warns(UserWarning, match='searched as a text'):  # a str that names an image file
+        assert inferencer.query_kind(paths[0]) == 'text'
+    assert inferencer.query_kind(Path(paths[0])) == 'image'

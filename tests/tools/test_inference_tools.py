@@ -126,6 +126,10 @@ def test_index_and_search_match_the_inferencer(setup, features):
         index = build.build_index(embeds, kind, nlist=2, nprobe=2)
         _, rows = index.search(embeds[:3], 8)
         np.testing.assert_array_equal(rows[:, 0], [0, 1, 2])  # each image finds itself first
+    with pytest.raises(SystemExit, match='--nlist 9 exceeds the 8 items'):
+        build.build_index(embeds, 'ivf', nlist=9)
+    with pytest.raises(SystemExit, match='needs at least 9984 training items'):
+        build.build_index(embeds, 'ivf', nlist=2, pq=4)
     index_dir = setup['tmp'] / 'index'
     out = run('tools/build_index.py', str(features / 'images'), '--out', str(index_dir))
     assert 'Flat index of 8 images (dim 24)' in out
