@@ -157,3 +157,40 @@ def test_unreadable_image_skipped_in_training(tmp_path, logs):
     assert ds.get_data_info(6)['img_path'].endswith('truncated.jpg')
     assert ds[6]['data_samples'].image_idx != 6 and ds.num_unreadable_images == 1
     assert any('truncated.jpg' in m for m in logs)
+
+
+def test_runner_epochs_draw_their_texts(tmp_path, tiny_model_cfg):
+    """Through mmengine's Runner: DistSamplerSeedHook -> DatasetEpochSampler -> a persistent worker."""
+    from mmengine.hooks import Hook
+
+    kw = mini.write_zero_corpus(tmp_path / 'data', num_images=6)['train']
+    pipeline = [dict(type='LoadImage'),
+                dict(type='PackInputs', algorithm_keys=['text', 'image_idx', 'text_idx'])]
+    seen = collections.defaultdict(dict)
+
+    class RecordTexts(Hook):
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            for sample in data_batch['data_samples']:
+                seen[runner.epoch][sample.image_idx] = sample.text
+
+    runner = Runner(
+        model=tiny_model_cfg, work_dir=str(tmp_path / 'work'), default_scope='r2d2lib',
+        train_dataloader=dict(batch_size=3, num_workers=1, persistent_workers=True,
+                              sampler=dict(type='DatasetEpochSampler', shuffle=True),
+                              dataset=dict(type='ZeroCorpusDataset', pipeline=pipeline, seed=11, **kw),
+                              collate_fn=dict(type='pseudo_collate')),
+        train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=3),
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-4)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=10**6, save_last=False),
+                           sampler_seed=dict(type='DistSamplerSeedHook')),
+        custom_hooks=[RecordTexts()], randomness=dict(seed=0), log_level='WARNING')
+    runner.train()
+    ds = runner.train_dataloader.dataset
+    runner.train_loop.dataloader._iterator._shutdown_workers()
+    assert sorted(seen) == [0, 1, 2]
+    for epoch, texts in seen.items():
+        assert sorted(texts) == list(range(6))
+        for idx, text in texts.items():  # image_idx == record index here
+            cands = ds.get_data_info(idx)['texts']
+            assert text == cands[choose_text(11, epoch, idx, len(cands))]
+    assert seen[0] != seen[1] or seen[1] != seen[2]
