@@ -22,7 +22,7 @@ from tqdm import tqdm
 from r2d2lib.registry import DATASETS
 
 from .annotation_files import iter_json_lines, require
-from .base import ImageTextDataset, PairCollector, annotation_error
+from .base import ImageTextDataset, PairCollector, annotation_error, warn
 
 QUERY_ID_KEYS = ('query_id', 'text_id')
 QUERY_TEXT_KEYS = ('query_text', 'text')
@@ -61,13 +61,14 @@ class MUGEDataset(ImageTextDataset):
     """MUGE text-to-image retrieval: one record per (query, listed image).
 
     A query listing several images appears in several records with the same
-    ``text_idx``. In test mode every image of the TSV that no query lists is
-    added as a gallery-only record (``text=None``, ``text_idx=-1``): the
-    gallery is the whole split. Records: ``img_path`` (``'<tsv path>#<id>'``,
-    which names the image in logs and errors),
-    ``img_file``, ``img_offset``, ``image_id``, ``query_id``, ``text``,
-    ``image_idx``, ``text_idx``. Ids listed by a query but absent from the
-    TSV count as missing images.
+    ``text_idx``; a query listing no image (``[]``, as in the unpublished test
+    answers) is left out and counted in ``num_queries_without_images``. In
+    test mode every image of the TSV that no query lists is added as a
+    gallery-only record (``text=None``, ``text_idx=-1``): the gallery is the
+    whole split. Records: ``img_path`` (``'<tsv path>#<id>'``, which names the
+    image in logs and errors), ``img_file``, ``img_offset``, ``image_id``,
+    ``query_id``, ``text``, ``image_idx``, ``text_idx``. Ids listed by a query
+    but absent from the TSV count as missing images.
 
     Args:
         ann_file: The queries (JSON-lines).
@@ -76,6 +77,7 @@ class MUGEDataset(ImageTextDataset):
 
     def __init__(self, ann_file: str, img_file: str, data_root: str = '', **kwargs: Any) -> None:
         self.img_file = img_file
+        self.num_queries_without_images = 0
         super().__init__(ann_file=ann_file, data_root=data_root, **kwargs)
 
     def collect_pairs(self, collector: PairCollector) -> None:
@@ -87,6 +89,7 @@ class MUGEDataset(ImageTextDataset):
             offset = images[image_id][0] if image_id in images else None
             return dict(img_file=tsv, img_offset=offset, image_id=image_id)
 
+        self.num_queries_without_images = 0
         for lineno, record in iter_json_lines(self.ann_file):
             query_id = require(record, QUERY_ID_KEYS[0], (int, str), self.ann_file, lineno,
                                QUERY_ID_KEYS[1:])
@@ -100,10 +103,16 @@ class MUGEDataset(ImageTextDataset):
             if not text.strip():
                 collector.drop_empty_caption()
                 continue
+            if not image_ids:  # a test split whose answers are not public
+                self.num_queries_without_images += 1
+                continue
             for image_id in dict.fromkeys(map(str, image_ids)):  # an id listed twice counts once
                 collector.add_pair(f'{tsv}#{image_id}', text, text_key=lineno,
                                    available=image_id in images, query_id=query_id,
                                    **image_fields(image_id))
+        if self.num_queries_without_images:
+            warn(f'{self.ann_file}: {self.num_queries_without_images} quer(y/ies) list no image '
+                 '(unpublished answers?) and were left out')
         if self.test_mode:
             for image_id in images:
                 collector.add_gallery_image(f'{tsv}#{image_id}', available=True,

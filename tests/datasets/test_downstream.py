@@ -225,6 +225,16 @@ def test_load_image_sources(tmp_path):
         LoadImage()({'img_path': 'shard.tar:k', 'img_bytes': mini.truncated_jpeg_bytes()})
 
 
+def test_muge_query_without_images_and_repeated_ids(tmp_path, logs):
+    kw = mini.write_muge(tmp_path)
+    ann = tmp_path / 'MUGE' / kw['train']['ann_file']
+    mini.write_jsonl(ann, [{'text_id': 1, 'text': '无答案', 'image_ids': []},
+                           {'text_id': 2, 'text': '两次', 'image_ids': [1000001, '1000001', 1000002]}])
+    ds = build('MUGEDataset', kw['train'])
+    assert column(ds, 'image_id') == ['1000001', '1000002'] and column(ds, 'text_idx') == [0, 0]
+    assert ds.num_queries_without_images == 1 and any('list no image' in m for m in logs)
+
+
 def test_muge_tsv_errors(tmp_path):
     kw = mini.write_muge(tmp_path)
     tsv = tmp_path / 'MUGE' / kw['train']['img_file']
