@@ -192,11 +192,20 @@ class ZeroCorpusShardDataset(IterableDataset):
         if consumers > len(self.shards) and consumer == 0:
             warn(f'{len(self.shards)} shard(s) for {consumers} consumers (ranks x workers): '
                  f'{consumers - len(self.shards)} of them read nothing')
+        if consumer >= len(self.shards):
+            return  # no shard for this consumer: end at once, the DataLoader skips it
         epoch = self.epoch
         while True:
+            produced = 0
             for shard_index, path in self.shards_for(epoch, consumer, consumers):
-                yield from self._iter_shard(shard_index, path, epoch)
+                for sample in self._iter_shard(shard_index, path, epoch):
+                    produced += 1
+                    yield sample
             if not self.repeat:
+                return
+            if not produced:  # every shard of this consumer is unusable: stop instead of spinning
+                warn(f'consumer {consumer} (rank {self.rank}) read no usable sample in a whole pass '
+                     'over its shards; it stops')
                 return
             epoch += 1
 

@@ -110,6 +110,18 @@ def test_truncated_tar_keeps_complete_samples(tmp_path, logs, cut):
     assert any('unreadable tar' in m and str(shard) in m for m in logs)
 
 
+def test_idle_and_unusable_consumers_end(tmp_path, logs):
+    kw = mini.write_zero_shards(tmp_path, num_shards=2, samples_per_shard=2)['train']
+    # 2 shards, 3 consumers: the third ends at once even with repeat=True.
+    assert list(ZeroCorpusShardDataset(**kw, rank=2, world_size=3)) == []
+    assert not any('2 shard(s) for 3 consumers' in m for m in logs)  # consumer 0 warns, not 2
+    list(zip(range(1), ZeroCorpusShardDataset(**kw, rank=0, world_size=3)))
+    assert any('2 shard(s) for 3 consumers' in m for m in logs)
+    (tmp_path / 'shards' / '00001.tar').write_bytes(b'')
+    only_bad = ZeroCorpusShardDataset(**kw, rank=1, world_size=2, shuffle_shards=False)
+    assert list(only_bad) == [] and any('read no usable sample' in m for m in logs)
+
+
 def test_json_without_texts_uses_txt_caption(tmp_path):
     import io
     import json
