@@ -100,15 +100,19 @@ def format_parity(results: Sequence[ParityResult]) -> str:
     return '\n'.join(lines)
 
 
-def _median_ms(run, repeats: int, warmup: int) -> float:
+def _interleaved_median_ms(runs: Sequence, repeats: int, warmup: int) -> List[float]:
+    """Median milliseconds of each callable in ``runs``, timed in turns (run 1, run 2, run 1, ...) so
+    that a change of machine load during the measurement reaches all of them alike."""
     for _ in range(warmup):
-        run()
-    times = []
+        for run in runs:
+            run()
+    times: List[List[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        for run, record in zip(runs, times):
+            start = time.perf_counter()
+            run()
+            record.append(time.perf_counter() - start)
+    return [1000 * statistics.median(record) for record in times]
 
 
 def benchmark_speed(model: nn.Module, onnx_dir: Union[str, Path], parts: Sequence[str], batch_size: int = 8,
@@ -117,8 +121,9 @@ def benchmark_speed(model: nn.Module, onnx_dir: Union[str, Path], parts: Sequenc
     """Median milliseconds per batch of PyTorch (eager, ``inference_mode``) and onnxruntime, per graph.
 
     Both get the same inputs and ``num_threads`` threads (``torch.set_num_threads``; ORT's
-    intra-op pool, one inter-op thread). Returns ``{part: dict(torch_ms, onnx_ms, speedup)}``
-    with ``speedup = torch_ms / onnx_ms`` (above 1: ONNX Runtime is faster).
+    intra-op pool, one inter-op thread), and run in turns (see :func:`_interleaved_median_ms`).
+    Returns ``{part: dict(torch_ms, onnx_ms, speedup)}`` with ``speedup = torch_ms / onnx_ms``
+    (above 1: ONNX Runtime is faster).
     """
     model.eval()
     text_length = text_length or model.data_preprocessor.max_length
@@ -137,8 +142,8 @@ def benchmark_speed(model: nn.Module, onnx_dir: Union[str, Path], parts: Sequenc
                 with torch.inference_mode():
                     wrapper(*args)
 
-            torch_ms = _median_ms(run_torch, repeats, warmup)
-            onnx_ms = _median_ms(lambda: session.run(spec.outputs, feeds), repeats, warmup)
+            torch_ms, onnx_ms = _interleaved_median_ms(
+                [run_torch, lambda: session.run(spec.outputs, feeds)], repeats, warmup)
             results[part] = dict(torch_ms=torch_ms, onnx_ms=onnx_ms, speedup=torch_ms / onnx_ms,
                                  batch_size=batch_size, text_length=text_length, num_threads=num_threads)
     finally:
