@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .onnx_export import GRAPH_FILES, _wrapper, example_inputs, graph_specs
+from .onnx_export import GRAPH_FILES, example_inputs, export_module, graph_specs
 
 #: largest absolute difference accepted between ONNX and PyTorch outputs in fp32
 PARITY_ATOL = 1e-4
@@ -78,7 +78,7 @@ def check_parity(model: nn.Module, onnx_dir: Union[str, Path], parts: Sequence[s
                 if part == 'image' and index > 0:
                     continue
                 with torch.no_grad():
-                    expected = _wrapper(model, part)(*(inputs[name] for name in spec.inputs))
+                    expected = export_module(model, part)(*(inputs[name] for name in spec.inputs))
                 expected = expected if isinstance(expected, tuple) else (expected,)
                 got = sessions[part].run(spec.outputs, _feeds(spec.inputs, inputs))
                 for name, want, have in zip(spec.outputs, expected, got):
@@ -133,7 +133,7 @@ def benchmark_speed(model: nn.Module, onnx_dir: Union[str, Path], parts: Sequenc
     results: Dict[str, dict] = {}
     try:
         for part, spec in graph_specs(parts).items():
-            wrapper = _wrapper(model, part)
+            wrapper = export_module(model, part)
             args = tuple(inputs[name] for name in spec.inputs)
             session = ort_session(Path(onnx_dir) / GRAPH_FILES[part], num_threads)
             feeds = _feeds(spec.inputs, inputs)

@@ -141,7 +141,8 @@ def example_inputs(model: nn.Module, batch_size: int, text_length: int,
                 text_hidden=text_hidden, text_mask=mask)
 
 
-def _wrapper(model: nn.Module, part: str) -> nn.Module:
+def export_module(model: nn.Module, part: str) -> nn.Module:
+    """The module whose forward is graph ``part`` of ``model`` (exported and compared), in eval mode."""
     cls = {'image': ImageTowerForExport, 'text': TextTowerForExport, 'matching': MatchingForExport}[part]
     return cls(model).eval()
 
@@ -169,7 +170,7 @@ def export_part(model: nn.Module, part: str, path: Union[str, Path], text_length
     args = tuple(inputs[name] for name in spec.inputs)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings('ignore', message='.*axis name.*will not be used.*')  # shared Dims renamed
-        program = torch.onnx.export(_wrapper(model, part), args, dynamo=True, input_names=spec.inputs,
+        program = torch.onnx.export(export_module(model, part), args, dynamo=True, input_names=spec.inputs,
                                     output_names=spec.outputs, dynamic_shapes=_dynamic_shapes(spec),
                                     opset_version=opset_version, verbose=False)
     program.save(str(path))
