@@ -86,7 +86,7 @@ def first_test_caption(toy_data) -> tuple[str, Path]:
     return record['text'], toy_data / record['image_path']
 
 
-def test_search_and_score_in_the_browser(demo_server, browser, toy_data, tmp_path):
+def test_search_and_score_in_the_browser(browser, demo_server, toy_data, tmp_path):
     url, model_dir, log_file = demo_server
     gallery_paths = sorted((toy_data / 'images').glob('test_*'))
     assert len(gallery_paths) == 8
