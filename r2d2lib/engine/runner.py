@@ -39,6 +39,18 @@ class StrictRunner(Runner):
                              'MomentumUpdateHook: the teacher would never move')
         return super().train()
 
+    def _maybe_compile(self, target: str) -> None:
+        compile_cfg = self.cfg.get('compile', None)
+        model = self.model.module if hasattr(self.model, 'module') else self.model
+        if target != 'train_step' or not compile_cfg or not hasattr(model, 'compile_training'):
+            return super()._maybe_compile(target)
+        if not isinstance(compile_cfg, (bool, dict)):
+            raise TypeError(f'config key `compile` must be a bool or a dict of torch.compile '
+                            f'arguments, got {compile_cfg!r}')
+        model.compile_training(**(compile_cfg if isinstance(compile_cfg, dict) else {}))
+        self.logger.info(f'Compiled the training step of {type(model).__name__} '
+                         f'(torch.compile {compile_cfg}); the first iterations are slow.')
+
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = True,
                         revise_keys=((r'^module.', ''),)):
         return super().load_checkpoint(filename, map_location=map_location, strict=strict,

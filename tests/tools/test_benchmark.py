@@ -1,4 +1,4 @@
-"""tools/benchmark.py train-step runs training steps on synthetic inputs, as a user runs it."""
+"""tools/benchmark.py: the dispatcher and the train, infer and train-step benchmarks at tiny size."""
 import json
 import math
 import subprocess
@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
+sys.path.insert(0, str(ROOT / 'tools'))
+import benchmark as dispatcher  # noqa: E402  (tools/benchmark.py)
+
 LOSS_KEYS = {'loss_gcpr', 'loss_fgr', 'loss_fgd', 'loss_mlm'}
 
 
@@ -43,3 +46,51 @@ def test_train_step_at_real_size(tmp_path):
     assert 'synthetic 21128-token vocabulary' in out
     result = json.loads((tmp_path / 'out.json').read_text())
     assert all(math.isfinite(v) for r in result['iterations'] for v in r['losses'].values())
+
+
+def run_main(capsys, *args) -> list:
+    """tools/benchmark.py in this process; its JSON lines."""
+    assert dispatcher.main(list(args)) == 0
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{')]
+
+
+def test_train_compares_ours_with_the_official_approach(toy_data, capsys):
+    vocab = f'model.data_preprocessor.tokenizer.vocab_file={toy_data / "vocab.txt"}'
+    lines = run_main(capsys, 'train', '--config', 'configs/demo/r2d2_tiny_shapes.py', '--batch-size', '4',
+                     '--iters', '1', '--warmup', '0', '--threads', '1', '--hn-batch-size', '16',
+                     '--cfg-options', vocab)
+    ours, official, ratio, negatives = lines
+    assert (ours['method'], official['method'], ratio['method']) == ('ours', 'official', 'ratio')
+    assert official['model'] == 'OfficialR2D2Model'
+    for line in (ours, official):
+        assert line['samples_per_s'] > 0 and line['peak_mib'] > 0 and line['flops_per_sample'] > 0
+        assert LOSS_KEYS == set(line['losses']) and all(math.isfinite(v) for v in line['losses'].values())
+        assert line['mfu'] is None  # CPU: no known peak
+    assert ratio['samples_per_s'] == pytest.approx(ours['samples_per_s'] / official['samples_per_s'])
+    # the official step runs the text encoder and the cross encoder once more (separate MLM forward)
+    assert ratio['flops_per_sample'] < 1
+    assert negatives['benchmark'] == 'hard_negatives' and negatives['batch_size'] == 16
+
+
+def test_infer_compares_with_chinese_clip_towers_of_the_same_size(toy_data, capsys):
+    lines = run_main(capsys, 'infer', '--config', 'configs/demo/r2d2_tiny_shapes.py', '--batch-size', '2',
+                     '--iters', '1', '--threads', '1', '--cfg-options',
+                     f'model.data_preprocessor.tokenizer.vocab_file={toy_data / "vocab.txt"}')
+    ours, clip, ratio = lines
+    assert (ours['method'], clip['method'], ratio['method']) == ('ours', 'chinese_clip', 'ratio')
+    # same tower sizes: the same FLOPs per image and per text; match adds the cross encoders
+    assert ours['encode_image']['flops_per_item'] == clip['encode_image']['flops_per_item'] > 0
+    assert ours['encode_text']['flops_per_item'] == clip['encode_text']['flops_per_item'] > 0
+    assert ratio['match']['flops_per_item'] > 1
+    assert ours['encode_image']['images_per_s'] > 0 and ours['match']['pairs_per_s'] > 0
+
+
+def test_a_subcommand_whose_module_is_missing_fails_alone(monkeypatch, capsys):
+    monkeypatch.setitem(dispatcher.SUBCOMMANDS, 'ghost', ('benchmarks.no_such_module', 'missing'))
+    with pytest.raises(SystemExit):
+        dispatcher.main(['ghost'])
+    assert 'tools/benchmarks/no_such_module.py could not be imported' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:  # the others still parse
+        dispatcher.main(['train-step', '--help'])
+    assert done.value.code == 0

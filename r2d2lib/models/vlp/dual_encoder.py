@@ -309,14 +309,33 @@ class DualEncoderModel(BaseModel):
         """Every configured loss as ``loss_<name>`` (weighted), and the temperature.
 
         After the losses, the queue takes this step's teacher embeddings and the FgD
-        centres move (the state the next step sees).
+        centres move (the state the next step sees). After :meth:`compile_training` the
+        step runs compiled.
         """
+        if self.needs_masked_text:  # read the tokenizer here, in eager mode, once
+            self._mask_vocabulary(inputs['input_ids'].device)
+        step = self.__dict__.get('_compiled_training_step') or self.training_step_losses
+        return step(inputs)
+
+    def training_step_losses(self, inputs: dict) -> Dict[str, Tensor]:
+        """The body of :meth:`loss`: encode once, every loss, then the queue and centre updates."""
         features = self.train_features(inputs)
         losses = self.compute_losses(features)
         self.update_state(features)
         outputs = {f'loss_{name}': self.loss_weights[name] * value for name, value in losses.items()}
         outputs['temperature'] = self.contrastive_loss.temperature.detach()
         return outputs
+
+    def compile_training(self, **compile_kwargs) -> None:
+        """Run the training step's forward (:meth:`training_step_losses`) through ``torch.compile``.
+
+        What mmengine's ``compile`` config option does through :class:`~r2d2lib.engine.StrictRunner`:
+        the data preprocessor (tokenizer) and the optimizer stay eager, the forward and
+        its backward are compiled. ``compile_kwargs`` go to ``torch.compile`` (``backend``,
+        ``mode``, ``dynamic``, ...). The compiled function is not saved with the model.
+        """
+        self.__dict__['_compiled_training_step'] = torch.compile(self.training_step_losses,
+                                                                 **compile_kwargs)
 
     # ----------------------------------------------------------------- training step
     @property
@@ -329,11 +348,11 @@ class DualEncoderModel(BaseModel):
         mask_id, special_ids = self._mask_vocabulary(input_ids.device)
         return mask_tokens(input_ids, attention_mask, mask_id, special_ids, self.text_mask_ratio)
 
-    @torch.compiler.disable
     def _mask_vocabulary(self, device: torch.device) -> Tuple[int, Tensor]:
         """The tokenizer's [MASK] id and its special ids as a tensor on ``device``, built once.
 
-        Cached so that the training step reads no tokenizer and copies nothing from the host.
+        Cached (by :meth:`loss`, before the possibly compiled step) so that the step reads
+        no tokenizer and copies nothing from the host.
         """
         cache = self.__dict__.setdefault('_mask_vocabulary_cache', {})
         if device not in cache:
