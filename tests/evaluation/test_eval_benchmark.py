@@ -39,7 +39,7 @@ def test_tiny_run_prints_one_line_per_method(benchmark, capsys, tmp_path):
         assert line['queries_x_k'] == (line['images'] + line['texts']) * 12
         assert 'error' not in line
         assert line['t2i_R@1'] > 50  # the synthetic texts lie near their image
-    assert lines[4]['same_top10_as_dense'] is True
+    assert lines[4]['identical_top10_share'] == 1.0 and lines[4]['identical_top1_share'] == 1.0
     assert lines[5]['ours_queries_x_k_ratio'] == 2.0
     assert json.loads((tmp_path / 'out.json').read_text())[0]['method'] == 'ours'
 

@@ -30,7 +30,8 @@ line says ``"peak_source": "ru_maxrss"``.
 
 Every run prints one JSON line; ours runs at the full and at half size, the baseline at its size
 and at half of it; an ``agreement`` line says whether both methods give the same top-10 lists at
-the baseline's size (ours runs again there if the baseline was scaled down), and a last
+the baseline's size (``identical_top10_share``; ours runs again there if the baseline was scaled
+down; float rounding in differently shaped batches may swap near-tied candidates), and a last
 ``scaling`` line compares the growth of ``work_mb`` with
 the growth of queries x k and of queries x candidates between the two sizes of each method.
 """
@@ -212,6 +213,23 @@ def measure(method: str, size: dict, args) -> dict:
     return line
 
 
+def agreement(ours: Dict[str, list], dense: Dict[str, list]) -> dict:
+    """Share of queries (both directions) whose top-10 lists, and whose first results, are identical.
+
+    The two methods compute the same scores in different batch shapes (similarity chunks against
+    one matrix product, 4,096 pairs against 16 per cross-encoder call), so float rounding can swap
+    two candidates whose scores differ by ~1e-7.
+    """
+    same10 = same1 = total = 0
+    for direction in ('i2t', 't2i'):
+        for a, b in zip(ours[direction], dense[direction]):
+            same10 += a == b
+            same1 += a[0] == b[0]
+            total += 1
+    return dict(identical_top10_share=round(same10 / max(total, 1), 6),
+                identical_top1_share=round(same1 / max(total, 1), 6))
+
+
 def baseline_size(args) -> dict:
     """The largest size with the images:texts ratio whose 3 dense float32 matrices fit the budget."""
     budget = args.baseline_max_gib * 2 ** 30
@@ -264,6 +282,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='torch threads per method')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--skip-baseline', action='store_true', help='run ours only')
+    parser.add_argument('--min-agreement', type=float, default=0.99,
+                        help='exit 1 when fewer queries than this share get identical top-10 lists')
     parser.add_argument('--json', help='also write every line to this file (JSON list)')
 
 
@@ -286,13 +306,12 @@ def run(args: argparse.Namespace) -> int:
         dense = [emit(measure('dense', size, args)), emit(measure('dense', _half(size), args))]
         same_size = ours[0] if not size['scaled_down'] else measure('ours', size, args)
         if 'rankings' in dense[0] and 'rankings' in same_size:
-            same = dense[0]['rankings'] == same_size['rankings']
             line = dict(method='agreement', images=size['images'], texts=size['texts'],
-                        same_top10_as_dense=same)
+                        **agreement(same_size['rankings'], dense[0]['rankings']))
             if same_size is not ours[0]:
                 line.update(ours_seconds=same_size['seconds'], ours_work_mb=same_size['work_mb'])
             emit(line)
-            status |= int(not same)
+            status |= int(line['identical_top10_share'] < args.min_agreement)
         emit(scaling_line(ours, dense))
     status |= int(any('error' in line for line in lines))
     if args.json:
