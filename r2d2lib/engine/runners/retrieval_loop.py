@@ -222,8 +222,9 @@ def _loop_args(loop: str, kwargs: dict) -> Tuple:
 
 @LOOPS.register_module()
 class RetrievalValLoop(_RetrievalLoopMixin, ValLoop):
-    """Validation loop: retrieval both ways (or as the metric's ``directions``), embedding ranking
-    and re-ranking. See the module docstring for the algorithm.
+    """Validation loop of image-text retrieval: gallery embedded once, chunked top-k, top-k re-ranked.
+
+    Both directions, or the metric's ``directions``; see the module docstring for the algorithm.
 
     Args:
         runner (Runner): The runner.
