@@ -15,8 +15,8 @@ the same synthetic batches; see ``common.synthetic_inputs``):
   ``.item()``, a separate MLM forward, the teacher's own ViT pass).
 
 Each (method, round) runs in a forked child process: ``--warmup`` steps, then ``--iters``
-timed steps (forward with ``mode='loss'``, backward, AdamW, the teacher's EMA), then one
-more step under ``torch.utils.flop_counter.FlopCounterMode``. Rounds alternate the methods
+timed steps (forward with ``mode='loss'``, backward, AdamW, the teacher's EMA), then (first
+round only) one more step under ``torch.utils.flop_counter.FlopCounterMode``. Rounds alternate the methods
 (ours, official, ours, official, ...) so that a shared machine's load hits both alike; the
 reported step time is the median over every timed step of every round.
 
@@ -28,7 +28,8 @@ memory of the timed steps.
 Output: one JSON line per method, one ``ratio`` line (ours / official; > 1 is better for
 samples/s, < 1 for memory), then one ``hard_negatives`` line: the time to draw the hard
 negatives of ``--hn-batch-size`` pairs (both directions) by the vectorised sampler and by
-the per-sample loop, and the speed-up.
+the per-sample loop, alternated 20 times: medians and their ratio (``speedup``), and minima
+and theirs (``speedup_min``: the least disturbed by other processes on a shared machine).
 """
 import argparse
 import json
@@ -111,8 +112,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(cfg, method: str, args) -> dict:
-    """Warm-up, timed steps, memory and FLOPs of one method (runs in the child)."""
+def measure(cfg, method: str, args, count: bool = True) -> dict:
+    """Warm-up, timed steps, memory and (``count``) FLOPs of one method (runs in the child)."""
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     model = build_method(cfg, method, device, args.seed, args.compile if method == 'ours' else None)
@@ -140,25 +141,25 @@ def measure(cfg, method: str, args) -> dict:
     else:
         peak = vm_hwm_mib()
         memory = dict(peak_mib=peak, step_peak_mib=peak - rss_before, memory_kind='cpu VmHWM')
-    flops = count_flops(lambda: trainer.step(batches[-1]))
+    flops = count_flops(lambda: trainer.step(batches[-1])) if count else None
     return dict(seconds=seconds, losses=losses, flops_per_step=flops, params=count_params(model),
                 model=type(model).__name__, **memory)
 
 
-def _child(cfg, method: str, args, conn) -> None:
+def _child(cfg, method: str, args, count: bool, conn) -> None:
     try:
-        conn.send(dict(ok=True, result=measure(cfg, method, args)))
+        conn.send(dict(ok=True, result=measure(cfg, method, args, count)))
     except BaseException:  # report, the parent raises
         conn.send(dict(ok=False, error=traceback.format_exc()))
     finally:
         conn.close()
 
 
-def run_in_child(cfg, method: str, args) -> dict:
+def run_in_child(cfg, method: str, args, count: bool = True) -> dict:
     """:func:`measure` in a forked process (its own peak memory, nothing left behind)."""
     ctx = multiprocessing.get_context('fork')
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(cfg, method, args, send))
+    proc = ctx.Process(target=_child, args=(cfg, method, args, count, send))
     proc.start()
     send.close()
     try:
@@ -173,8 +174,11 @@ def run_in_child(cfg, method: str, args) -> dict:
 
 
 # ----------------------------------------------------------------- hard negatives
-def time_hard_negatives(batch_size: int, repeats: int = 5) -> dict:
-    """Median time (ms) to draw both directions' negatives of ``batch_size`` pairs, both ways."""
+def time_hard_negatives(batch_size: int, repeats: int = 20) -> dict:
+    """Median time (ms) to draw both directions' negatives of ``batch_size`` pairs, both ways.
+
+    One untimed call of each sampler first; then the samplers alternate ``repeats`` times.
+    """
     generator = torch.Generator().manual_seed(0)
     embeds = torch.nn.functional.normalize(torch.randn(2, batch_size, 256, generator=generator), dim=-1)
     ids = torch.arange(batch_size)
@@ -185,6 +189,8 @@ def time_hard_negatives(batch_size: int, repeats: int = 5) -> dict:
         'official': lambda sim: OfficialR2D2Model.sample_one_by_one(sim, ids, ids, temp),
     }
     times: Dict[str, List[float]] = {name: [] for name in samplers}
+    for sample in samplers.values():
+        sample(i2t)
     for _ in range(repeats):
         for name, sample in samplers.items():
             start = time.perf_counter()
@@ -192,8 +198,10 @@ def time_hard_negatives(batch_size: int, repeats: int = 5) -> dict:
             sample(t2i)
             times[name].append((time.perf_counter() - start) * 1000)
     ours, official = statistics.median(times['ours']), statistics.median(times['official'])
+    ours_min, official_min = min(times['ours']), min(times['official'])
     return dict(benchmark='hard_negatives', batch_size=batch_size, ours_ms=ours, official_ms=official,
-                speedup=official / ours, threads=torch.get_num_threads())
+                speedup=official / ours, ours_min_ms=ours_min, official_min_ms=official_min,
+                speedup_min=official_min / ours_min, repeats=repeats, threads=torch.get_num_threads())
 
 
 # ----------------------------------------------------------------- report
@@ -244,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         results: Dict[str, List[dict]] = {method: [] for method in args.methods}
         for round_index in range(args.rounds):
             for method in args.methods:
-                result = run_in_child(cfg, method, args)
+                result = run_in_child(cfg, method, args, count=round_index == 0)  # FLOPs: once
                 results[method].append(result)
                 print(f'round {round_index + 1}/{args.rounds} {method}: '
                       f'{", ".join(f"{s:.2f}" for s in result["seconds"])} s/step, '
@@ -254,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
     if set(METHODS) <= set(args.methods):
         lines.append(ratio_line(lines[args.methods.index('ours')], lines[args.methods.index('official')]))
     if args.hn_batch_size:
+        torch.set_num_threads(args.threads)
         lines.append(time_hard_negatives(args.hn_batch_size))
     for line in lines:
         print(json.dumps(line), flush=True)
