@@ -14,7 +14,9 @@ cosine of each pair, which is how a dual encoder scores a pair (it has no cross 
 the ``match`` ratio is the price of R2D2's re-ranking, not a like-for-like comparison).
 
 Inputs are synthetic (``common.synthetic_inputs``), the same for both. Ops alternate
-(ours, baseline) over ``--rounds``; each figure is the median over every timed batch.
+(ours, baseline) over ``--rounds``; each figure is the median over every timed batch, in
+wall-clock seconds (``*_per_s``) and in CPU seconds of the process (``*_per_cpu_s``, robust to
+other processes on a shared machine).
 Output: one JSON line per method (items/s and FLOPs per item of each op, achieved
 TFLOP/s and MFU where the device's peak is known) and a ``ratio`` line (ours / baseline).
 """
@@ -91,6 +93,12 @@ def _features(output) -> torch.Tensor:
     return output.pooler_output if getattr(output, 'pooler_output', None) is not None else output[0]
 
 
+def _per_s(figures: dict, suffix: str) -> float:
+    """The items/s figure of one op whose key ends with ``suffix`` ('_per_s' or '_per_cpu_s')."""
+    return next(value for key, value in figures.items()
+                if key.endswith(suffix) and key != 's_per_batch_median')
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``infer``."""
     if args.device == 'cuda' and not torch.cuda.is_available():
@@ -110,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     autocast = (torch.autocast(device.type, dtype=AMP_DTYPES[args.amp]) if args.amp in AMP_DTYPES
                 else nullcontext())
     times: Dict[str, Dict[str, List[float]]] = {op: {'ours': [], 'chinese_clip': []} for op in OPS}
+    cpu_times: Dict[str, Dict[str, List[float]]] = {op: {'ours': [], 'chinese_clip': []} for op in OPS}
     flops: Dict[str, Dict[str, int]] = {op: {} for op in OPS}
     with torch.inference_mode(), autocast:
         for op in OPS:
@@ -121,11 +130,12 @@ def run(args: argparse.Namespace) -> int:
             for op in OPS:
                 for method, call in calls[op].items():
                     for _ in range(args.iters):
-                        start = time.perf_counter()
+                        start, cpu_start = time.perf_counter(), time.process_time()
                         call()
                         if device.type == 'cuda':
                             torch.cuda.synchronize(device)
                         times[op][method].append(time.perf_counter() - start)
+                        cpu_times[op][method].append(time.process_time() - cpu_start)
     peak = peak_tflops(device, args.amp, args.peak_tflops)
     lines = []
     for method in ('ours', 'chinese_clip'):
@@ -135,12 +145,15 @@ def run(args: argparse.Namespace) -> int:
             median = statistics.median(times[op][method])
             unit = {'encode_image': 'images', 'encode_text': 'texts', 'match': 'pairs'}[op]
             line[op] = {f'{unit}_per_s': args.batch_size / median, 's_per_batch_median': median,
+                        f'{unit}_per_cpu_s': args.batch_size / statistics.median(cpu_times[op][method]),
                         'flops_per_item': flops[op][method] / args.batch_size,
                         **utilisation(flops[op][method], median, peak)}
         lines.append(line)
     ours, clip = lines
     lines.append(dict(benchmark='infer', method='ratio', of='ours / chinese_clip',
-                      **{op: dict(throughput=ours[op][next(iter(ours[op]))] / clip[op][next(iter(clip[op]))],
+                      **{op: dict(throughput=_per_s(ours[op], '_per_s') / _per_s(clip[op], '_per_s'),
+                                  throughput_cpu=(_per_s(ours[op], '_per_cpu_s')
+                                                  / _per_s(clip[op], '_per_cpu_s')),
                                   flops_per_item=ours[op]['flops_per_item'] / clip[op]['flops_per_item'])
                          for op in OPS}))
     for line in lines:

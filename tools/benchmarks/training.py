@@ -9,7 +9,7 @@ Methods (both build the config's model with the same seed, random weights, and t
 the same synthetic batches; see ``common.synthetic_inputs``):
 
 * ``ours``: :class:`~r2d2lib.models.vlp.R2D2Model` as configured (fused attention, the
-  vectorised Gumbel-max hard negatives, MLM riding the FGR pass, the frozen ViT once);
+  vectorised hard-negative sampler, MLM riding the FGR pass, the frozen ViT once);
 * ``official``: the same model computed as the official code does
   (:mod:`official_baseline`: eager attention, a per-sample hard-negative loop with
   ``.item()``, a separate MLM forward, the teacher's own ViT pass).
@@ -18,7 +18,10 @@ Each (method, round) runs in a forked child process: ``--warmup`` steps, then ``
 timed steps (forward with ``mode='loss'``, backward, AdamW, the teacher's EMA), then (first
 round only) one more step under ``torch.utils.flop_counter.FlopCounterMode``. Rounds alternate the methods
 (ours, official, ours, official, ...) so that a shared machine's load hits both alike; the
-reported step time is the median over every timed step of every round.
+reported step time is the median over every timed step of every round, in wall-clock
+seconds (``samples_per_s``) and in CPU seconds of the process (``samples_per_cpu_s``: the
+work done, which other processes on a shared machine disturb far less than the wall clock;
+with ``--threads 1`` and no GPU the two agree on an idle machine).
 
 Memory: on CPU the peak RSS of the child (``VmHWM``) over the timed steps, its mark reset
 after the warm-up (``peak_mib``), and that peak above the RSS before the first timed step
@@ -128,12 +131,13 @@ def measure(cfg, method: str, args, count: bool = True) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     reset_peak_rss()
     rss_before = rss_mib()
-    seconds, losses = [], {}
+    seconds, cpu_seconds, losses = [], [], {}
     for inputs in batches[args.warmup:args.warmup + args.iters]:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         out = trainer.step(inputs)
         synchronize(device)
         seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu_start)
         losses = {k: float(v.detach()) for k, v in out.items() if k.startswith('loss')}
     if device.type == 'cuda':
         memory = dict(peak_mib=torch.cuda.max_memory_allocated(device) / MIB,
@@ -142,8 +146,8 @@ def measure(cfg, method: str, args, count: bool = True) -> dict:
         peak = vm_hwm_mib()
         memory = dict(peak_mib=peak, step_peak_mib=peak - rss_before, memory_kind='cpu VmHWM')
     flops = count_flops(lambda: trainer.step(batches[-1])) if count else None
-    return dict(seconds=seconds, losses=losses, flops_per_step=flops, params=count_params(model),
-                model=type(model).__name__, **memory)
+    return dict(seconds=seconds, cpu_seconds=cpu_seconds, losses=losses, flops_per_step=flops,
+                params=count_params(model), model=type(model).__name__, **memory)
 
 
 def _child(cfg, method: str, args, count: bool, conn) -> None:
@@ -208,6 +212,7 @@ def time_hard_negatives(batch_size: int, repeats: int = 20) -> dict:
 def method_line(method: str, results: List[dict], args) -> dict:
     """The JSON line of one method: median step time over every round, memory, FLOPs, utilisation."""
     seconds = [s for r in results for s in r['seconds']]
+    cpu_seconds = [s for r in results for s in r['cpu_seconds']]
     median = statistics.median(seconds)
     flops = results[0]['flops_per_step']
     device = torch.device(args.device)
@@ -216,6 +221,8 @@ def method_line(method: str, results: List[dict], args) -> dict:
                 compile=args.compile if method == 'ours' else None, batch_size=args.batch_size,
                 samples_per_s=args.batch_size / median, s_per_step_median=median,
                 s_per_step=[round(s, 4) for s in seconds], rounds=len(results),
+                samples_per_cpu_s=args.batch_size / statistics.median(cpu_seconds),
+                cpu_s_per_step=[round(s, 4) for s in cpu_seconds],
                 peak_mib=max(r['peak_mib'] for r in results),
                 step_peak_mib=(max(r['step_peak_mib'] for r in results)
                                if results[0]['step_peak_mib'] is not None else None),
@@ -231,7 +238,8 @@ def ratio_line(ours: dict, official: dict) -> dict:
     def ratio(key):
         return ours[key] / official[key] if ours.get(key) and official.get(key) else None
     return dict(benchmark='train', method='ratio', of='ours / official',
-                samples_per_s=ratio('samples_per_s'), peak_mib=ratio('peak_mib'),
+                samples_per_s=ratio('samples_per_s'), samples_per_cpu_s=ratio('samples_per_cpu_s'),
+                peak_mib=ratio('peak_mib'),
                 step_peak_mib=ratio('step_peak_mib'), flops_per_sample=ratio('flops_per_sample'))
 
 
@@ -255,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
                 result = run_in_child(cfg, method, args, count=round_index == 0)  # FLOPs: once
                 results[method].append(result)
                 print(f'round {round_index + 1}/{args.rounds} {method}: '
-                      f'{", ".join(f"{s:.2f}" for s in result["seconds"])} s/step, '
+                      f'{", ".join(f"{s:.2f}" for s in result["seconds"])} s/step '
+                      f'({", ".join(f"{s:.2f}" for s in result["cpu_seconds"])} CPU s), '
                       f'peak {result["peak_mib"]:.0f} MiB', flush=True)
     for method in args.methods:
         lines.append(method_line(method, results[method], args))

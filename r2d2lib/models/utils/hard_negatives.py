@@ -11,11 +11,14 @@ def sample_hard_negatives(similarity: Tensor, query_ids: Tensor, candidate_ids: 
     """Draw one negative candidate per query with probability softmax(sim / temp), same ids excluded.
 
     This is the official sampling (softmax over the similarities of the gathered
-    batch, positives zeroed, one draw per row) done for all rows in one call with
-    the Gumbel-max trick: ``argmax(logits + Gumbel noise)`` is a draw from
-    ``softmax(logits)``, and masking same-id candidates with -inf renormalises over
-    the rest exactly as zeroing their probabilities does. No per-row loop, no
-    ``.item()``, no host sync, and no failure when fp16/bf16 softmax underflows.
+    batch, positives zeroed, one draw per row) done for all rows at once by inverse
+    transform sampling: the fp32 softmax with same-id candidates masked to -inf (which
+    renormalises over the rest exactly as zeroing their probabilities does), its
+    running sum per row (in fp64, exact enough for any gathered batch), one uniform
+    number per row scaled to the row's total, and ``searchsorted``. No per-row loop, no
+    ``.item()``, no host sync, no failure when a half-precision softmax would
+    underflow, and one random number per row (drawing one per candidate, as the
+    Gumbel-max trick does, costs more than the rest on a CPU).
 
     Args:
         similarity: [N, M] cosine similarities of N queries with M candidates.
@@ -29,9 +32,10 @@ def sample_hard_negatives(similarity: Tensor, query_ids: Tensor, candidate_ids: 
         its index is then meaningless and must be masked out of the loss).
     """
     same_id = query_ids[:, None] == candidate_ids[None, :]
-    logits = (similarity.float() / temperature).masked_fill(same_id, float('-inf'))
-    uniform = torch.rand_like(logits).clamp_(min=torch.finfo(logits.dtype).tiny)
-    gumbel = -torch.log(-torch.log(uniform))
-    indices = (logits + gumbel).argmax(dim=1)
     valid = ~same_id.all(dim=1)
-    return indices, valid
+    logits = (similarity.float() / temperature).masked_fill(same_id, float('-inf'))
+    logits = logits.masked_fill(~valid[:, None], 0.0)  # rows without a negative: any index
+    cumulative = logits.softmax(dim=1).double().cumsum(dim=1)
+    draws = torch.rand(cumulative.shape[0], 1, dtype=cumulative.dtype, device=cumulative.device)
+    indices = torch.searchsorted(cumulative, draws * cumulative[:, -1:], right=True).squeeze(1)
+    return indices.clamp_(max=cumulative.shape[1] - 1), valid
