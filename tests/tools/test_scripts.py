@@ -33,6 +33,7 @@ def test_demo_prints_the_table_against_chance(demo_run):
     assert results['chance']['t2i_R@1'] == pytest.approx(12.5)
     assert results['chance']['i2t_R@1'] == pytest.approx(12.5)
     assert results['chance']['t2i_R@10'] == pytest.approx(100.0)
+    assert results.pop('training')['precision'] == 'fp32'
     for row in results.values():
         assert set(row) == {'i2t_R@1', 'i2t_R@5', 'i2t_R@10', 't2i_R@1', 't2i_R@5', 't2i_R@10', 'R@M'}
 
