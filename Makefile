@@ -21,19 +21,19 @@ demo: $(STAMP)
 ablation: $(STAMP)
 	$(PY) tools/demo.py --ablation
 
-# The web demo serves the demo model (trained by `make demo`; trained here first if it is missing) over the
-# 200 toy test images at http://127.0.0.1:$(WEB_PORT). The checkpoint is this machine's own training output,
-# so unpickling it in full (--allow-pickle) is safe.
-DEMO_CHECKPOINT := work_dirs/demo/epoch_8.pth
+# The web demo serves the demo model (trained by `make demo`, which saves it with save_pretrained into
+# work_dirs/demo/model; trained here first if it is missing) over the 200 toy test images at
+# http://127.0.0.1:$(WEB_PORT).
+DEMO_MODEL := work_dirs/demo/model/model.safetensors
 WEB_PORT ?= 8000
 
-$(DEMO_CHECKPOINT): | $(STAMP)
+$(DEMO_MODEL): | $(STAMP)
 	@echo "The demo model is not trained yet: training it first (tools/demo.py, about 5 minutes on 2 CPU cores)."
 	$(PY) tools/demo.py
 
-web-demo: $(STAMP) $(DEMO_CHECKPOINT)
-	$(PY) -m demo.server --config configs/demo/r2d2_tiny_shapes.py --checkpoint $(DEMO_CHECKPOINT) \
-		--allow-pickle --images data/toy_shapes/images --glob 'test_*' --port $(WEB_PORT)
+web-demo: $(STAMP) $(DEMO_MODEL)
+	$(PY) -m demo.server --model work_dirs/demo/model --images data/toy_shapes/images --glob 'test_*' \
+		--port $(WEB_PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -16,6 +16,7 @@ import time
 from math import comb
 
 from mmengine.config import Config
+from mmengine.model import is_model_wrapper
 
 import r2d2lib  # noqa: F401
 from r2d2lib.datasets.toy_shapes import ensure_toy_shapes
@@ -77,12 +78,18 @@ def build_config(args: argparse.Namespace, config: str = 'r2d2_tiny_shapes',
 
 
 def train_and_test(cfg: Config) -> tuple[dict, float, int]:
-    """Train and test one config: test metrics (without the ``retrieval/`` prefix), seconds, iterations."""
+    """Train and test one config: test metrics (without the ``retrieval/`` prefix), seconds, iterations.
+
+    The trained model is also saved with ``save_pretrained`` into ``<work_dir>/model`` (safetensors,
+    config, tokenizer): ``R2D2Inferencer``, the tools and the web demo load it without unpickling.
+    """
     runner = StrictRunner.from_cfg(cfg)
     start = time.perf_counter()
     runner.train()
     seconds = time.perf_counter() - start
     metrics = {k.split('/', 1)[1]: v for k, v in runner.test().items()}
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model.save_pretrained(osp.join(cfg.work_dir, 'model'))
     return metrics, seconds, runner.iter
 
 
@@ -108,6 +115,7 @@ def run_demo(args: argparse.Namespace, summary: dict) -> None:
         json.dump(dict(rows, training=dict(precision=args.amp, seed=args.seed, iters=iters,
                                            seconds=seconds)), f, indent=2)
     print(f'\nresults: {osp.join(args.work_dir, "demo_results.json")}')
+    print(f'model: {osp.join(args.work_dir, "model")} (R2D2Model.from_pretrained / R2D2Inferencer)')
 
 
 def format_ablation(results: dict, chance: dict) -> str:

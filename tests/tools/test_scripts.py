@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from r2d2lib.models.vlp import R2D2Model
+
 ROOT = Path(__file__).parents[2]
 
 
@@ -34,6 +36,8 @@ def test_demo_prints_the_table_against_chance(demo_run):
     assert results['chance']['i2t_R@1'] == pytest.approx(12.5)
     assert results['chance']['t2i_R@10'] == pytest.approx(100.0)
     assert results.pop('training')['precision'] == 'fp32'
+    model = R2D2Model.from_pretrained(tmp / 'work' / 'model')  # saved for the inferencer, weights-only
+    assert model.text_image_encoder.width == 64
     for row in results.values():
         assert set(row) == {'i2t_R@1', 'i2t_R@5', 'i2t_R@10', 't2i_R@1', 't2i_R@5', 't2i_R@10', 'R@M'}
 
