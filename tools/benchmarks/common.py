@@ -7,6 +7,7 @@ chinese-roberta-wwm-ext's special ids (see :func:`use_local_tokenizer`).
 import argparse
 import ctypes
 import ctypes.util
+import json
 import os
 import os.path as osp
 import resource
@@ -196,3 +197,13 @@ def vm_hwm_mib() -> float:
     except OSError:
         pass
     return peak_rss_mib()
+
+
+def report_lines(lines: list, json_path: Optional[str], **extra) -> None:
+    """Print one JSON line per result and, with ``--json``, write them (and ``extra``) to a file."""
+    for line in lines:
+        print(json.dumps(line), flush=True)
+    if json_path:
+        os.makedirs(osp.dirname(osp.abspath(json_path)), exist_ok=True)
+        with open(json_path, 'w') as f:
+            json.dump(dict(extra, lines=lines), f, indent=2)

@@ -21,9 +21,6 @@ Output: one JSON line per method (items/s and FLOPs per item of each op, achieve
 TFLOP/s and MFU where the device's peak is known) and a ``ratio`` line (ours / baseline).
 """
 import argparse
-import json
-import os
-import os.path as osp
 import statistics
 import tempfile
 import time
@@ -37,7 +34,7 @@ from transformers import ChineseCLIPConfig, ChineseCLIPModel
 
 from r2d2lib.engine import load_config
 
-from .common import build_model, positive_int, synthetic_inputs, use_local_tokenizer
+from .common import build_model, positive_int, report_lines, synthetic_inputs, use_local_tokenizer
 from .flops import count_flops, peak_tflops, utilisation
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -156,12 +153,7 @@ def run(args: argparse.Namespace) -> int:
                                                   / _per_s(clip[op], '_per_cpu_s')),
                                   flops_per_item=ours[op]['flops_per_item'] / clip[op]['flops_per_item'])
                          for op in OPS}))
-    for line in lines:
-        print(json.dumps(line), flush=True)
-    if args.json:
-        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(dict(tokenizer_replaced=replaced, lines=lines), f, indent=2)
+    report_lines(lines, args.json, tokenizer_replaced=replaced)
     return 0
 
 

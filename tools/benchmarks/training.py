@@ -35,10 +35,7 @@ the per-sample loop, alternated 20 times: medians and their ratio (``speedup``),
 and theirs (``speedup_min``: the least disturbed by other processes on a shared machine).
 """
 import argparse
-import json
 import multiprocessing
-import os
-import os.path as osp
 import statistics
 import tempfile
 import time
@@ -57,6 +54,7 @@ from .common import (
     count_params,
     fill_queue,
     positive_int,
+    report_lines,
     reset_peak_rss,
     rss_mib,
     synthetic_inputs,
@@ -277,12 +275,7 @@ def run(args: argparse.Namespace) -> int:
     if args.hn_batch_size:
         torch.set_num_threads(args.threads)
         lines.append(time_hard_negatives(args.hn_batch_size))
-    for line in lines:
-        print(json.dumps(line), flush=True)
-    if args.json:
-        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(dict(tokenizer_replaced=replaced, lines=lines), f, indent=2)
+    report_lines(lines, args.json, tokenizer_replaced=replaced)
     return 0
 
 
