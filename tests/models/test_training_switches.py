@@ -138,3 +138,19 @@ def test_target_distill_over_queue_slots_equals_over_the_filled_copies():
     torch.testing.assert_close(values[1], values[0], rtol=0, atol=1e-6)
     for a, b in zip(*grads):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_inductor_compiled_step_equals_eager_with_the_same_random_draws(tiny_full_cfg, batch):
+    """The real compiler (inductor, C++ on CPU, ~1 min). Inductor draws its own random numbers (masks,
+    dropped patches, hard negatives), so ``fallback_random`` makes it use eager's to compare."""
+    import torch._inductor.config as inductor_config
+    cfg = copy.deepcopy(tiny_full_cfg)
+    for key in ('text_image_encoder', 'image_text_encoder'):
+        cfg[key]['dropout'] = 0.0
+    cfg['text_encoder']['config'].update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    plain, compiled = build(cfg), build(cfg)
+    compiled.compile_training(backend='inductor', fullgraph=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inductor_config, 'fallback_random', True)
+        assert_same_steps(plain, compiled, batch, steps=2, atol=1e-4)
