@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import r2d2lib  # noqa: F401  (registers the models)
-from r2d2lib.apis.inferencer import R2D2Inferencer
+from r2d2lib.apis.cli import add_model_arguments, inferencer_from_args
 
 from .app import create_app
 from .service import SearchService, find_images
@@ -28,31 +28,17 @@ def log(message: str) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--model', help='from_pretrained folder, Hub id or model-zoo name')
-    source.add_argument('--config', help='training config (.py); needs --checkpoint')
-    parser.add_argument('--checkpoint', help='checkpoint of --config (.pth / .safetensors)')
-    parser.add_argument('--allow-pickle', action='store_true',
-                        help='unpickle a checkpoint that weights-only loading refuses (your own files only)')
+    add_model_arguments(parser)
     parser.add_argument('--images', required=True, help='folder of the gallery images')
     parser.add_argument('--glob', default='*', help="file name pattern inside --images (e.g. 'test_*')")
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--port', type=int, default=8000)
-    parser.add_argument('--device', default='cpu', help='cpu or cuda')
-    parser.add_argument('--batch-size', type=int, default=64, help='images per forward pass')
-    args = parser.parse_args(argv)
-    if args.config and not args.checkpoint:
-        parser.error('--config needs --checkpoint (or use --model with a saved folder)')
-    if args.model and args.checkpoint:
-        parser.error('--checkpoint goes with --config; --model carries its weights')
-    return args
+    return parser.parse_args(argv)
 
 
 def build_service(args: argparse.Namespace) -> SearchService:
-    source = args.config or args.model
-    log(f'loading {source}' + (f' with {args.checkpoint}' if args.checkpoint else ''))
-    inferencer = R2D2Inferencer(source, args.checkpoint, device=args.device, batch_size=args.batch_size,
-                                allow_pickle=args.allow_pickle)
+    log(f'loading {args.model or args.checkpoint}')
+    inferencer = inferencer_from_args(args, progress=False)
     paths = find_images(Path(args.images), args.glob)
     log(f'found {len(paths)} images in {args.images} matching {args.glob!r}')
     return SearchService(inferencer, paths, log=log)

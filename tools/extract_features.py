@@ -35,7 +35,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from r2d2lib.apis.inferencer import add_model_arguments, inferencer_from_args, load_image
+from r2d2lib.apis.cli import add_model_arguments, inferencer_from_args
+from r2d2lib.apis.inferencer import load_image
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.gif', '.tif', '.tiff')
 MANIFEST = 'manifest.json'

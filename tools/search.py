@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from r2d2lib.apis.inferencer import add_model_arguments, inferencer_from_args, load_image
+from r2d2lib.apis.cli import add_model_arguments, inferencer_from_args
+from r2d2lib.apis.inferencer import load_image
 from r2d2lib.visualization import result_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from r2d2lib.apis.inferencer import add_model_arguments, inferencer_from_args, load_image
+from r2d2lib.apis.cli import add_model_arguments, inferencer_from_args
+from r2d2lib.apis.inferencer import load_image
 from r2d2lib.visualization import entity_attention, overlay_heatmap
 from r2d2lib.visualization.attention import PAPER_LAYER
 
