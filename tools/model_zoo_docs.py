@@ -73,7 +73,7 @@ def model_rows(models: List[dict]) -> List[List[str]]:
     rows = []
     for m in models:
         meta = m.get('Metadata') or {}
-        config = f"[{m['Config']}](../{m['Config']})" + (' †' if meta.get('Config Stand-in') else '')
+        config = f"[{m['Config']}](../{m['Config']})"
         hub = f"[{m['Weights']}](https://huggingface.co/{m['Weights']})" if m.get('Weights') else '-'
         source = (f"[download]({m['Converted From']['Weights']})" if m.get('Converted From') else '-')
         training = ', '.join(meta.get('Training Data', []))
@@ -116,9 +116,7 @@ def render(index_path: Optional[Path] = None) -> str:
                 lines += [f"{key}: {', '.join(meta[key])}.", '']
         lines += _table(['Model', 'Config', 'Hub id', 'Official checkpoint', 'Arch', 'Training data'],
                         model_rows(members))
-        notes = sorted({m['Metadata']['Config Stand-in'] for m in members
-                        if (m.get('Metadata') or {}).get('Config Stand-in')})
-        lines += [''] + [f'† {note}.' for note in notes] + ([''] if notes else [])
+        lines += ['']
         results = result_table(members)
         if results:
             lines += [f'### {name} results', ''] + results + ['']
