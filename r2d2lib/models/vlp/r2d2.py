@@ -171,13 +171,8 @@ class R2D2Model(DualEncoderModel):
         """
         image_ids, text_mask, image_tokens = f.image_ids, f.text_mask, f.image_tokens
         n = image_ids.shape[0]
-        all_ids = all_gather_no_grad(image_ids)
-        with torch.no_grad():
-            temp = self.contrastive_loss.temperature.detach()
-            neg_image, image_ok = sample_hard_negatives(
-                similarity_fp32(f.text_embeds, all_gather_no_grad(f.image_embeds)), image_ids, all_ids, temp)
-            neg_text, text_ok = sample_hard_negatives(
-                similarity_fp32(f.image_embeds, all_gather_no_grad(f.text_embeds)), image_ids, all_ids, temp)
+        neg_image, image_ok, neg_text, text_ok = self.draw_hard_negatives(image_ids, f.image_embeds,
+                                                                          f.text_embeds)
         all_tokens = all_gather_with_grad(image_tokens)
         all_hidden, all_mask = all_gather_with_grad(text_hidden), all_gather_no_grad(text_mask)
         # pairs: (image_i, text_i) | (negative image of text_i, text_i) | (image_i, negative text of image_i)
@@ -188,3 +183,21 @@ class R2D2Model(DualEncoderModel):
         pair_mask = torch.cat([torch.ones_like(image_ok), image_ok, text_ok])
         text_image, image_text = self.cross_encode(images, texts, masks)
         return text_image, image_text, labels, pair_mask
+
+    @torch.no_grad()
+    def draw_hard_negatives(self, image_ids: Tensor, image_embeds: Tensor,
+                            text_embeds: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """FGR's in-batch hard negatives (Sec. 3.2) of every local pair, from the batch of all ranks.
+
+        Returns ``(neg_image, image_ok, neg_text, text_ok)``: for text i the gathered index of a
+        negative image drawn from softmax(sim / tau) with its own image id excluded, and for
+        image i likewise a negative text; ``*_ok`` is False where no candidate has another id.
+        Similarities are fp32 (also under autocast).
+        """
+        all_ids = all_gather_no_grad(image_ids)
+        temp = self.contrastive_loss.temperature.detach()
+        neg_image, image_ok = sample_hard_negatives(
+            similarity_fp32(text_embeds, all_gather_no_grad(image_embeds)), image_ids, all_ids, temp)
+        neg_text, text_ok = sample_hard_negatives(
+            similarity_fp32(image_embeds, all_gather_no_grad(text_embeds)), image_ids, all_ids, temp)
+        return neg_image, image_ok, neg_text, text_ok

@@ -6,7 +6,7 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
-from r2d2lib.models.utils import all_gather_no_grad, all_gather_with_grad, sample_hard_negatives
+from r2d2lib.models.utils import all_gather_no_grad, all_gather_with_grad
 from r2d2lib.registry import MODELS
 
 from .r2d2 import R2D2Model
@@ -109,18 +109,11 @@ class R2D2MatchingModel(R2D2Model):
         Every rank gathers (collectives run even without a local positive).
         """
         positive = labels == 1
-        all_ids = all_gather_no_grad(image_ids)
-        all_image_embeds, all_text_embeds = all_gather_no_grad(image_embeds), all_gather_no_grad(text_embeds)
+        drawn = self.draw_hard_negatives(image_ids, image_embeds, text_embeds)  # every pair; positives kept
         all_tokens = all_gather_with_grad(image_tokens)
         all_hidden, all_mask = all_gather_with_grad(text_hidden), all_gather_no_grad(text_mask)
-        with torch.no_grad():
-            temp = self.contrastive_loss.temperature.detach()
-            pos_ids = image_ids[positive]
-            neg_image, image_ok = sample_hard_negatives(text_embeds[positive] @ all_image_embeds.t(),
-                                                        pos_ids, all_ids, temp)
-            neg_text, text_ok = sample_hard_negatives(image_embeds[positive] @ all_text_embeds.t(),
-                                                      pos_ids, all_ids, temp)
-        zeros = labels.new_zeros(int(positive.sum()))
+        neg_image, image_ok, neg_text, text_ok = (t[positive] for t in drawn)
+        zeros = labels.new_zeros(neg_image.shape[0])
         return ([all_tokens[neg_image], image_tokens[positive]],
                 [text_hidden[positive], all_hidden[neg_text]],
                 [text_mask[positive], all_mask[neg_text]],

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.registry import init_default_scope
 
-import r2d2lib.models.vlp.r2d2_matching as matching_module
+import r2d2lib.models.vlp.r2d2 as r2d2_module
 from r2d2lib.registry import MODELS
 
 init_default_scope('r2d2lib')
@@ -64,22 +64,23 @@ def test_loss_is_fgr_of_labelled_pairs_plus_positive_hard_negatives(matching_cfg
                           candidate_ids=candidate_ids.clone(), temperature=float(temperature), result=result))
         return result
 
-    real = matching_module.sample_hard_negatives
-    monkeypatch.setattr(matching_module, 'sample_hard_negatives', spy)
+    real = r2d2_module.sample_hard_negatives
+    monkeypatch.setattr(r2d2_module, 'sample_hard_negatives', spy)
     losses = model(inputs, mode='loss')
     assert set(losses) == {'loss_fgr'}
 
-    # sampled as pre-training FGR does: only the two positives query, over the whole batch, at tau
+    # sampled as pre-training FGR does (every pair draws, over the whole batch, at tau); the two
+    # positives' draws are used
     tokens, image_embeds = model.image_features(inputs['images'])
     hidden, text_embeds = model.text_features(inputs['input_ids'], inputs['attention_mask'])
     image_call, text_call = calls
-    assert image_call['query_ids'].tolist() == [0, 1] == text_call['query_ids'].tolist()
+    assert image_call['query_ids'].tolist() == image_ids == text_call['query_ids'].tolist()
     assert image_call['candidate_ids'].tolist() == image_ids
     assert image_call['temperature'] == pytest.approx(0.07)
-    torch.testing.assert_close(image_call['similarity'], text_embeds[[0, 2]] @ image_embeds.t())
-    torch.testing.assert_close(text_call['similarity'], image_embeds[[0, 2]] @ text_embeds.t())
-    neg_image, image_ok = image_call['result']
-    neg_text, text_ok = text_call['result']
+    torch.testing.assert_close(image_call['similarity'], text_embeds @ image_embeds.t())
+    torch.testing.assert_close(text_call['similarity'], image_embeds @ text_embeds.t())
+    neg_image, image_ok = (t[[0, 2]] for t in image_call['result'])
+    neg_text, text_ok = (t[[0, 2]] for t in text_call['result'])
     assert image_ok.all() and text_ok.all()
     assert all(image_ids[j] != q for j, q in zip(neg_image.tolist(), [0, 1]))
     assert all(image_ids[j] != q for j, q in zip(neg_text.tolist(), [0, 1]))
