@@ -20,6 +20,7 @@ from mmengine.registry import init_default_scope
 
 import r2d2lib  # noqa: F401
 from r2d2lib.engine import StrictRunner
+from tests.datasets.miniature import write_zero_corpus
 
 CONFIG_DIR = Path(__file__).parents[1] / 'configs'
 # demo: already tiny; finetune, zero_shot: run on their own data formats in tests/test_finetune_configs.py
@@ -72,7 +73,10 @@ def tiny_config(path: Path, data_root: Path, pipeline: list, work_dir: Path) -> 
     for loader, ann_file in (('train_dataloader', 'train.jsonl'), ('val_dataloader', 'test.jsonl'),
                              ('test_dataloader', 'test.jsonl')):
         cfg[loader].update(batch_size=BATCH, num_workers=0, persistent_workers=False)
-        cfg[loader].dataset.update(data_root=str(data_root), ann_file=ann_file, pipeline=pipeline)
+        dataset = dict(data_root=str(data_root), ann_file=ann_file, pipeline=pipeline)
+        if cfg[loader].dataset.type == 'ZeroCorpusDataset':  # its own table layout, generated in miniature
+            dataset.update(write_zero_corpus(work_dir / 'zero', num_images=2 * BATCH)['train'])
+        cfg[loader].dataset.update(dataset)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=ITERS, val_interval=1000)
     cfg.param_scheduler = []
     cfg.default_hooks.checkpoint.update(interval=10**6, by_epoch=False, save_last=False)

@@ -2,7 +2,7 @@
 # with the full objective of Eq. 8. 224 px, batch 32 per GPU, 30 epochs (Sec. 4.1).
 _base_ = [
     '../_base_/models/r2d2_vitb.py',
-    '../_base_/datasets/jsonl_retrieval_224.py',
+    '../_base_/datasets/zero_corpus_224.py',
     '../_base_/schedules/pretrain_30e.py',
     '../_base_/default_runtime.py',
 ]

@@ -3,7 +3,7 @@
 # The paper trains its large runs with mixed precision: add --amp to tools/train.py.
 _base_ = [
     '../_base_/models/r2d2_vitl.py',
-    '../_base_/datasets/jsonl_retrieval_224.py',
+    '../_base_/datasets/zero_corpus_224.py',
     '../_base_/schedules/pretrain_30e.py',
     '../_base_/default_runtime.py',
 ]
