@@ -14,7 +14,8 @@ so pass ``--layer 2`` (or 1) for it.
 
 ``--toy-check DATA`` measures instead, over a toy-shapes split, how often the attention of an
 object's phrase (e.g. 红色的大圆形) puts more weight inside that object's box than inside the
-other object's (see r2d2lib/visualization/toy_check.py), and prints the fractions as JSON.
+other object's (see r2d2lib/visualization/toy_check.py), and prints the fractions as JSON;
+``--toy-text entity`` gives the model the phrase alone instead of the caption.
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='measure the localisation over a toy-shapes corpus instead of drawing')
     parser.add_argument('--split', default='test', help='--toy-check: split to measure')
     parser.add_argument('--limit', type=int, default=None, help='--toy-check: first N images only')
+    parser.add_argument('--toy-text', choices=['caption', 'entity'], default='caption',
+                        help="--toy-check: the text given with the image: the caption naming the object, "
+                        "or the object's phrase alone (the paper's image-entity pair)")
     add_model_arguments(parser)
     args = parser.parse_args(argv)
     if args.toy_check is None:
@@ -73,7 +77,7 @@ def main(argv=None) -> None:
     if args.toy_check is not None:
         from r2d2lib.visualization.toy_check import measure_entity_localisation
         result = measure_entity_localisation(model, args.toy_check, args.split, args.layer, args.limit,
-                                             batch_size=args.batch_size)
+                                             batch_size=args.batch_size, text=args.toy_text)
         print(json.dumps(result, indent=2))
         return
     try:

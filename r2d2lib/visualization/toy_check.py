@@ -10,6 +10,11 @@ entity-blind map (e.g. one that always favours the larger shape) scores 50%.
 
 Two measures are reported: ``mass`` (attention summed inside the box, the literal
 criterion) and ``density`` (mass per pixel of the box, which discounts the size of the box).
+The text is either the image's caption that names the object (``text='caption'``) or the
+phrase alone (``text='entity'``), the paper's "attention score of an image-entity pair"
+(Sec. 4.4). The fractions are also given for the pairs whose two shapes differ in colour,
+where the colour word alone could tell the boxes apart (a model that attends by colour scores
+far from 50% there, in either direction).
 """
 from __future__ import annotations
 
@@ -27,6 +32,18 @@ from . import attention
 def object_phrase(obj: dict) -> str:
     """How the toy captions name an object: colour 的 size shape, e.g. ``红色的大圆形``."""
     return f"{obj['color']}的{obj['size']}{obj['shape']}"
+
+
+def caption_naming(record: dict, obj: dict) -> str:
+    """The first caption of ``record`` that contains ``obj``'s phrase; ValueError naming the image if none."""
+    phrase = object_phrase(obj)
+    for caption in record['captions']:
+        if phrase in caption:
+            return caption
+    raise ValueError(f"{record['image_path']}: no caption names {phrase!r}")
+
+
+TEXT_MODES = ('caption', 'entity')
 
 
 def box_mass(pixel_map: torch.Tensor, bbox) -> float:
@@ -53,41 +70,48 @@ def load_objects(data_dir: Union[str, Path], split: str = 'test') -> List[dict]:
 @torch.no_grad()
 def measure_entity_localisation(model, data_dir: Union[str, Path], split: str = 'test', layer: int = 2,
                                 limit: Optional[int] = None, batch_size: int = 50,
-                                progress: bool = True) -> Dict[str, object]:
+                                progress: bool = True, text: str = 'caption') -> Dict[str, object]:
     """Fractions of (image, object) pairs whose entity attention favours the object's own box.
 
-    Uses each image's first caption and the phrase naming the object in it. Returns a dict
-    with ``pairs``, ``mass_win`` / ``density_win`` (fractions), the same restricted to red
-    circles (``red_circle_*``), the mean attention share inside the own and the other box,
-    and ``layer``.
+    ``text``: ``'caption'`` reads the phrase naming the object inside the image's first
+    caption that names it; ``'entity'`` feeds the phrase alone. Returns a dict with ``pairs``,
+    ``mass_win`` / ``density_win`` (fractions), the same restricted to red circles
+    (``red_circle_*``) and to pairs of differently coloured shapes (``different_colour_*``),
+    the mean attention share inside the own and the other box, ``layer`` and ``text``.
     """
+    if text not in TEXT_MODES:
+        raise ValueError(f'text must be one of {TEXT_MODES}, got {text!r}')
     attention.check_layer(model, layer)
     records = load_objects(data_dir, split)[:limit]
     preprocessor = model.data_preprocessor
     prefix, grid_shape = model.image_encoder.num_prefix_tokens, attention.patch_grid_shape(model)
-    outcomes = []  # (is red circle, mass win, density win, own mass, other mass)
+    outcomes = []  # (is red circle, mass win, density win, own mass, other mass, colours differ)
     with tqdm(total=len(records), desc=f'entity attention, layer {layer}', disable=not progress) as bar:
         for start in range(0, len(records), batch_size):
             batch = records[start:start + batch_size]
             images = [Image.open(Path(data_dir) / r['image_path']).convert('RGB') for r in batch]
-            texts = [r['captions'][0] for r in batch]
-            maps = attention.cross_attention_maps(model, images, texts)[layer - 1]
-            for row, (record, image, text) in enumerate(zip(batch, images, texts)):
-                for i, obj in enumerate(record['objects']):
+            for i in range(2):  # one pass per object: its text may differ from the other object's
+                objects = [r['objects'][i] for r in batch]
+                texts = [object_phrase(o) if text == 'entity' else caption_naming(r, o)
+                         for r, o in zip(batch, objects)]
+                maps = attention.cross_attention_maps(model, images, texts)[layer - 1]
+                for row, (record, image, obj) in enumerate(zip(batch, images, objects)):
                     positions = attention.entity_token_positions(
-                        preprocessor.tokenizer, text, object_phrase(obj), preprocessor.max_length)
+                        preprocessor.tokenizer, texts[row], object_phrase(obj), preprocessor.max_length)
                     grid = attention.entity_grid(maps[row], positions, prefix, grid_shape)
                     pixels = attention.upsample_to(grid, image.width, image.height)
                     outcomes.append(compare_boxes(pixels, obj, record['objects'][1 - i]))
             bar.update(len(batch))
-    return summarise(outcomes, layer)
+    return dict(summarise(outcomes, layer), text=text)
 
 
 def compare_boxes(pixel_map: torch.Tensor, obj: dict, other: dict) -> tuple:
-    """(is a red circle, own box has more mass, own box has more density, own mass, other mass)."""
+    """(is a red circle, own box has more mass, own box has more density, own mass, other mass,
+    the two shapes differ in colour)."""
     own, rival = box_mass(pixel_map, obj['bbox']), box_mass(pixel_map, other['bbox'])
     return (obj['color'] == '红色' and obj['shape'] == '圆形', own > rival,
-            own / _area(obj['bbox']) > rival / _area(other['bbox']), own, rival)
+            own / _area(obj['bbox']) > rival / _area(other['bbox']), own, rival,
+            obj['color'] != other['color'])
 
 
 def _area(bbox) -> int:
@@ -99,7 +123,9 @@ def summarise(outcomes: List[tuple], layer: int) -> Dict[str, object]:
     def fraction(rows, column):
         return sum(r[column] for r in rows) / len(rows) if rows else float('nan')
     red = [r for r in outcomes if r[0]]
+    different = [r for r in outcomes if r[5]]
     return dict(layer=layer, pairs=len(outcomes), mass_win=fraction(outcomes, 1),
                 density_win=fraction(outcomes, 2), red_circle_pairs=len(red),
                 red_circle_mass_win=fraction(red, 1), red_circle_density_win=fraction(red, 2),
+                different_colour_pairs=len(different), different_colour_mass_win=fraction(different, 1),
                 mean_own_mass=fraction(outcomes, 3), mean_other_mass=fraction(outcomes, 4))

@@ -179,7 +179,12 @@ def test_toy_check_prints_fractions(setup, toy_data, capsys):
     visualize.main(['--toy-check', str(toy_data), '--layer', '1', '--model', setup['model']])
     result = json.loads(capsys.readouterr().out)
     assert result['pairs'] == 16 and result['layer'] == 1  # 8 test images x 2 objects
-    assert 0 <= result['mass_win'] <= 1 and 0 < result['mean_own_mass'] < 1
+    assert 0 <= result['mass_win'] <= 1 and 0 < result['mean_own_mass'] < 1 and result['text'] == 'caption'
+    visualize.main(['--toy-check', str(toy_data), '--layer', '1', '--toy-text', 'entity',
+                    '--model', setup['model']])
+    entity = json.loads(capsys.readouterr().out)
+    assert entity['pairs'] == 16 and entity['text'] == 'entity'
+    assert entity['mean_own_mass'] != result['mean_own_mass']  # the phrase alone: other maps
 
 
 def test_model_options_are_checked(setup, tmp_path):

@@ -7,7 +7,7 @@ from r2d2lib.datasets.toy_shapes import build_toy_tokenizer
 from r2d2lib.registry import MODELS
 from r2d2lib.visualization import entity_attention, entity_token_positions, overlay_heatmap, result_grid
 from r2d2lib.visualization.attention import check_layer, entity_grid, upsample_to
-from r2d2lib.visualization.toy_check import box_mass, compare_boxes, object_phrase, summarise
+from r2d2lib.visualization.toy_check import box_mass, caption_naming, compare_boxes, object_phrase, summarise
 
 TEXT = '左上角有一个红色的大圆形，右下角有一个蓝色的小三角形'
 
@@ -51,13 +51,27 @@ def test_upsampled_box_mass_hand_computed():
     big = dict(color='红色', shape='圆形', size='大', bbox=[0, 0, 4, 2])  # mass 0.75 over 8 px
     small = dict(color='蓝色', shape='正方形', size='小', bbox=[3, 3, 4, 4])  # mass 0 over 1 px
     assert object_phrase(big) == '红色的大圆形'
-    assert compare_boxes(pixels, big, small) == (True, True, True, pytest.approx(0.75), 0.0)
+    assert compare_boxes(pixels, big, small) == (True, True, True, pytest.approx(0.75), 0.0, True)
     lone = dict(small, bbox=[0, 0, 1, 1])  # mass 0.125 on 1 px vs 0.75 on 8 px: less mass, more density
     result = compare_boxes(pixels, lone, big)
     assert result[1:3] == (False, True)
     summary = summarise([compare_boxes(pixels, big, small), result], layer=1)
     assert summary['mass_win'] == 0.5 and summary['density_win'] == 1.0
     assert summary['red_circle_pairs'] == 1 and summary['red_circle_mass_win'] == 1.0
+    assert summary['different_colour_pairs'] == 2 and summary['different_colour_mass_win'] == 0.5
+    same = compare_boxes(pixels, dict(big, color='蓝色'), small)  # same colour: not counted there
+    assert same[5] is False
+    assert summarise([same, result], layer=1)['different_colour_pairs'] == 1
+
+
+def test_caption_naming_finds_the_phrase():
+    record = dict(image_path='images/test_000000.png',
+                  captions=['左上角有一个大圆形，右下角有一个蓝色的小正方形',
+                            '左上角有一个红色的大圆形，右下角有一个小正方形'])
+    big = dict(color='红色', shape='圆形', size='大')
+    assert caption_naming(record, big) == record['captions'][1]
+    with pytest.raises(ValueError, match="images/test_000000.png: no caption names '绿色的大圆形'"):
+        caption_naming(record, dict(big, color='绿色'))
 
 
 @torch.no_grad()
