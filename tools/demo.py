@@ -3,11 +3,18 @@
     python tools/demo.py [--epochs 8] [--data data/toy_shapes] [--work-dir work_dirs/demo]
     python tools/demo.py --ablation [--variants r2d2 r2d2_clip wo_twd ...]
     python tools/demo.py --amp bf16 [--seed 1]      # mixed precision (configs/demo/*_bf16.py)
+    python tools/demo.py --captions objects --epochs 24   # the attention demo (docs/inference.md)
 
 Prints R@1/5/10 both ways and R@M, by embedding similarity alone and re-ranked by
 the cross encoders, next to what random ranking would score. ``--ablation`` trains
 the variants of the paper's Table 3 (configs/demo/) one after another with the same
 data, seed and schedule and prints their comparison, with training speed.
+
+The demo also measures where the text-image cross encoder looks
+(r2d2lib/visualization/toy_check.py): how often an object's phrase puts more attention
+inside its own box than inside the other shape's, per layer. ``--captions objects``
+trains on one caption per object (data/toy_shapes_objects), the corpus on which that
+attention localises (docs/inference.md).
 """
 import argparse
 import json
@@ -21,6 +28,8 @@ from mmengine.model import is_model_wrapper
 import r2d2lib  # noqa: F401
 from r2d2lib.datasets.toy_shapes import ensure_toy_shapes
 from r2d2lib.engine import StrictRunner
+from r2d2lib.models.vlp import R2D2Model
+from r2d2lib.visualization.toy_check import measure_entity_localisation
 
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', 'configs', 'demo')
 # Table 3's rows -> demo configs (configs/demo/<file>.py)
@@ -41,7 +50,8 @@ def chance_recalls(num_images: int, num_texts: int) -> dict:
     per_image = num_texts // num_images
     out = {}
     for k in KS:
-        out[f'i2t_R@{k}'] = 100 * (1 - comb(num_texts - per_image, k) / comb(num_texts, k))
+        miss = comb(num_texts - per_image, k) / comb(num_texts, k) if k <= num_texts else 0.0
+        out[f'i2t_R@{k}'] = 100 * (1 - miss)
         out[f't2i_R@{k}'] = 100 * min(k, num_images) / num_images
     out['R@M'] = sum(out.values()) / len(out)
     return out
@@ -77,6 +87,17 @@ def build_config(args: argparse.Namespace, config: str = 'r2d2_tiny_shapes',
     return cfg
 
 
+def entity_localisation(model, data: str) -> dict:
+    """Own-box win fractions of the entity attention per text-image layer ('layer N' -> percent)."""
+    model.eval()
+    results = {}
+    for layer in range(1, len(model.text_image_encoder.layer) + 1):
+        result = measure_entity_localisation(model, data, layer=layer, progress=False)
+        results[f'layer {layer}'] = dict(pairs=result['pairs'], own_box_wins=100 * result['mass_win'],
+                                         red_circles=100 * result['red_circle_mass_win'])
+    return results
+
+
 def train_and_test(cfg: Config) -> tuple[dict, float, int]:
     """Train and test one config: test metrics (without the ``retrieval/`` prefix), seconds, iterations.
 
@@ -104,6 +125,7 @@ def run_demo(args: argparse.Namespace, summary: dict) -> None:
     cfg = build_config(args)
     metrics, seconds, iters = train_and_test(cfg)
     plain, reranked = split_rankings(metrics)
+    localisation = entity_localisation(R2D2Model.from_pretrained(osp.join(args.work_dir, 'model')), args.data)
     rows = {'chance': chance_recalls(summary['num_test_images'], summary['num_test_texts']),
             'embedding similarity': plain,
             f're-ranked (top {cfg.test_cfg.top_k})': reranked}
@@ -111,9 +133,15 @@ def run_demo(args: argparse.Namespace, summary: dict) -> None:
           'on the test split (%)\n')
     print(format_table(rows))
     print(f'\ntraining: {iters} iterations in {seconds:.0f} s ({iters / seconds:.2f} it/s)')
+    print("\nentity attention (an object's phrase in its caption; own box above the other shape's, "
+          '50% is chance):')
+    for layer, result in localisation.items():
+        print(f'  {layer}: {result["own_box_wins"]:.1f}% of {result["pairs"]} (image, object) pairs, '
+              f'red circles {result["red_circles"]:.1f}%')
     with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
-        json.dump(dict(rows, training=dict(precision=args.amp, seed=args.seed, iters=iters,
-                                           seconds=seconds)), f, indent=2)
+        json.dump(dict(rows, entity_attention=localisation, training=dict(
+            precision=args.amp, seed=args.seed, captions=args.captions, iters=iters, seconds=seconds)),
+            f, indent=2)
     print(f'\nresults: {osp.join(args.work_dir, "demo_results.json")}')
     print(f'model: {osp.join(args.work_dir, "model")} (R2D2Model.from_pretrained / R2D2Inferencer)')
 
@@ -152,9 +180,15 @@ def run_ablation(args: argparse.Namespace, summary: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data', default='data/toy_shapes', help='toy corpus folder (made if missing)')
+    parser.add_argument('--captions', choices=['scene', 'objects'], default='scene',
+                        help='scene: captions name both shapes; objects: one caption per shape (the '
+                        'attention demo; give it --epochs 24)')
+    parser.add_argument('--data', default=None,
+                        help='toy corpus folder, made if missing (default data/toy_shapes, '
+                        'data/toy_shapes_objects with --captions objects)')
     parser.add_argument('--work-dir', default=None,
-                        help='default work_dirs/demo (work_dirs/demo_ablation with --ablation)')
+                        help='default work_dirs/demo (work_dirs/demo_objects with --captions objects, '
+                        'work_dirs/demo_ablation with --ablation)')
     parser.add_argument('--epochs', type=int, default=8, help='1,000 iterations at 8 epochs')
     parser.add_argument('--val-interval', type=int, default=4, help='evaluate every N epochs')
     parser.add_argument('--num-train', type=int, default=2000, help='training images')
@@ -169,10 +203,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error('--epochs must be at least 2 (one warm-up epoch, then cosine decay)')
-    args.work_dir = args.work_dir or ('work_dirs/demo_ablation' if args.ablation else 'work_dirs/demo')
+    objects = args.captions == 'objects'
+    args.data = args.data or ('data/toy_shapes_objects' if objects else 'data/toy_shapes')
+    args.work_dir = args.work_dir or ('work_dirs/demo_ablation' if args.ablation else
+                                      'work_dirs/demo_objects' if objects else 'work_dirs/demo')
 
     summary = ensure_toy_shapes(args.data, num_train=args.num_train, num_test=args.num_test,
-                                image_size=64, seed=0)
+                                image_size=64, seed=0, caption_style=args.captions)
     print(f'toy corpus: {summary["num_train_images"]} train / {summary["num_test_images"]} test '
           f'images in {args.data}')
     if args.ablation:

@@ -5,6 +5,12 @@ background with slight noise. Each image gets Chinese captions that name both
 objects with every attribute (quadrant, colour, size, shape), e.g.
 ``左上角有一个红色的大圆形，右下角有一个蓝色的小三角形``.
 
+With ``caption_style='objects'`` each image instead gets one caption per object,
+naming it without its quadrant (``有一个红色的大圆形``): the corpus of the attention demo
+(docs/inference.md), since captions naming both shapes let masked language modelling
+predict a masked colour as "the colour the caption does not name" without looking at
+where it is.
+
 Captions need attribute binding: the same words recombine across images. With
 ``swap_pairs=True`` (default) images come in pairs (``2k``, ``2k + 1``) whose
 second member swaps one attribute (colour, shape, size or position) between
@@ -64,6 +70,9 @@ TEMPLATES: Tuple[str, ...] = (
     '图片的{q0}是一个{c0}的{z0}{s0}，{q1}是一个{c1}的{z1}{s1}',
     '{c0}的{z0}{s0}在{q0}，{c1}的{z1}{s1}在{q1}',
 )
+# ``caption_style='objects'``: one caption per object (colour, size, shape; no quadrant).
+OBJECT_TEMPLATE = '有一个{c0}的{z0}{s0}'
+CAPTION_STYLES = ('scene', 'objects')
 
 Obj = Dict[str, Any]
 
@@ -181,7 +190,7 @@ def vocab_tokens() -> List[str]:
     chars = set()
     words = (list(COLORS) + list(SHAPES) + list(SIZES)
              + [q[0] for q in QUADRANTS])
-    for template in TEMPLATES:
+    for template in TEMPLATES + (OBJECT_TEMPLATE,):
         literal = template
         for i in range(2):
             for f in 'qczs':
@@ -210,9 +219,14 @@ def _jsonl(records: Iterable[Dict[str, Any]]) -> str:
     return ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records)
 
 
+def make_object_captions(objects: Sequence[Obj]) -> List[str]:
+    """One caption per object, in the given order: ``有一个红色的大圆形``."""
+    return [OBJECT_TEMPLATE.format(**_phrase_fields([o])) for o in objects]
+
+
 def _generate_split(rng: np.random.Generator, split: str, num: int,
                     out_dir: str, image_size: int, captions_per_image: int,
-                    swap_pairs: bool) -> Tuple[List[Dict], List[Dict]]:
+                    swap_pairs: bool, caption_style: str = 'scene') -> Tuple[List[Dict], List[Dict]]:
     """Render and save one split's images; return caption and object records."""
     anns: List[Dict] = []
     objs_records: List[Dict] = []
@@ -227,6 +241,8 @@ def _generate_split(rng: np.random.Generator, split: str, num: int,
                           for o in scene), key=_quadrant_rank)
         pixels = render(objects, image_size, rng)
         captions = make_captions(rng, objects, captions_per_image)
+        if caption_style == 'objects':  # drawn above all the same, so the images do not change
+            captions = make_object_captions(objects)
         rel = f'images/{split}_{i:06d}.png'
         Image.fromarray(pixels).save(osp.join(out_dir, rel), format='PNG')
         anns.extend({'image_path': rel, 'text': c} for c in captions)
@@ -266,7 +282,7 @@ def summary(out_dir: str, meta: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _params(num_train: int, num_test: int, image_size: int, seed: int,
-            captions_per_image: int, swap_pairs: bool) -> Dict[str, Any]:
+            captions_per_image: int, swap_pairs: bool, caption_style: str = 'scene') -> Dict[str, Any]:
     """Validated generation parameters as stored in meta.json."""
     if image_size < 16 or image_size % 2:
         raise ValueError(f'image_size must be even and >= 16, got {image_size}')
@@ -274,7 +290,10 @@ def _params(num_train: int, num_test: int, image_size: int, seed: int,
         raise ValueError('num_train and num_test must be >= 0')
     if not 1 <= captions_per_image <= len(TEMPLATES):
         raise ValueError(f'captions_per_image must be in 1..{len(TEMPLATES)}')
-    return {'format_version': FORMAT_VERSION, 'num_train': int(num_train),
+    if caption_style not in CAPTION_STYLES:
+        raise ValueError(f'caption_style must be one of {CAPTION_STYLES}, got {caption_style!r}')
+    style = {} if caption_style == 'scene' else {'caption_style': caption_style}  # old meta.json stays valid
+    return {**style, 'format_version': FORMAT_VERSION, 'num_train': int(num_train),
             'num_test': int(num_test), 'image_size': int(image_size),
             'seed': int(seed), 'captions_per_image': int(captions_per_image),
             'swap_pairs': bool(swap_pairs)}
@@ -283,8 +302,11 @@ def _params(num_train: int, num_test: int, image_size: int, seed: int,
 def generate_toy_shapes(out_dir: str, num_train: int = 2000,
                         num_test: int = 200, image_size: int = 64,
                         seed: int = 0, captions_per_image: int = 2,
-                        swap_pairs: bool = True) -> Dict[str, Any]:
+                        swap_pairs: bool = True, caption_style: str = 'scene') -> Dict[str, Any]:
     """Generate the toy shapes corpus into ``out_dir``; return its summary.
+
+    ``caption_style``: ``'scene'`` (captions name both objects with every attribute) or
+    ``'objects'`` (one caption per object, without its quadrant; the same images).
 
     Deterministic in ``seed``: train and test use two independent child
     streams of ``np.random.default_rng(seed)``, so the test split does not
@@ -292,7 +314,7 @@ def generate_toy_shapes(out_dir: str, num_train: int = 2000,
     so an interrupted run leaves no completion marker.
     """
     params = _params(num_train, num_test, image_size, seed,
-                     captions_per_image, swap_pairs)
+                     captions_per_image, swap_pairs, caption_style)
     out_dir = str(out_dir)
     images_dir = osp.join(out_dir, 'images')
     os.makedirs(images_dir, exist_ok=True)
@@ -305,7 +327,7 @@ def generate_toy_shapes(out_dir: str, num_train: int = 2000,
     for split, num, rng in (('train', num_train, train_rng),
                             ('test', num_test, test_rng)):
         anns, objs = _generate_split(rng, split, num, out_dir, image_size,
-                                     captions_per_image, swap_pairs)
+                                     captions_per_image, swap_pairs, caption_style)
         _write_text(osp.join(out_dir, f'{split}.jsonl'), _jsonl(anns))
         _write_text(osp.join(out_dir, f'{split}_objects.jsonl'), _jsonl(objs))
         counts[f'num_{split}_images'] = num
@@ -349,7 +371,7 @@ def ensure_toy_shapes(out_dir: str, **kwargs: Any) -> Dict[str, Any]:
     """
     out_dir = str(out_dir)
     defaults = dict(num_train=2000, num_test=200, image_size=64, seed=0,
-                    captions_per_image=2, swap_pairs=True)
+                    captions_per_image=2, swap_pairs=True, caption_style='scene')
     unknown = set(kwargs) - set(defaults)
     if unknown:
         raise TypeError(f'unexpected arguments {sorted(unknown)}')
@@ -378,13 +400,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser.add_argument('--captions-per-image', type=int, default=2)
     parser.add_argument('--no-swap-pairs', action='store_true',
                         help='draw every image independently')
+    parser.add_argument('--caption-style', choices=CAPTION_STYLES, default='scene',
+                        help='scene: captions name both objects; objects: one caption per object')
     parser.add_argument('--force', action='store_true',
                         help='regenerate even if the corpus is up to date')
     args = parser.parse_args(argv)
     kwargs = dict(num_train=args.num_train, num_test=args.num_test,
                   image_size=args.image_size, seed=args.seed,
                   captions_per_image=args.captions_per_image,
-                  swap_pairs=not args.no_swap_pairs)
+                  swap_pairs=not args.no_swap_pairs, caption_style=args.caption_style)
     fn = generate_toy_shapes if args.force else ensure_toy_shapes
     result = fn(args.out, **kwargs)
     print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -199,3 +199,20 @@ def test_invalid_parameters(tmp_path):
         ts.generate_toy_shapes(tmp_path, image_size=15)
     with pytest.raises(ValueError):
         ts.generate_toy_shapes(tmp_path, captions_per_image=4)
+
+
+def test_object_captions_same_images_one_caption_per_object(tmp_path, corpus):
+    ts.generate_toy_shapes(tmp_path, **SMALL, caption_style='objects')
+    scene = read_jsonl(corpus / 'test_objects.jsonl')
+    objects = read_jsonl(tmp_path / 'test_objects.jsonl')
+    for a, b in zip(scene, objects):
+        assert a['objects'] == b['objects']  # the same scenes and boxes
+        assert np.array_equal(pixels(corpus / a['image_path']), pixels(tmp_path / b['image_path']))
+        assert b['captions'] == [f"有一个{o['color']}的{o['size']}{o['shape']}" for o in b['objects']]
+    anns = read_jsonl(tmp_path / 'test.jsonl')
+    assert [a['text'] for a in anns] == [c for r in objects for c in r['captions']]
+    meta = json.loads((tmp_path / 'meta.json').read_text())
+    assert meta['params']['caption_style'] == 'objects'
+    assert 'caption_style' not in json.loads((corpus / 'meta.json').read_text())['params']
+    with pytest.raises(ValueError, match="caption_style must be one of"):
+        ts.generate_toy_shapes(tmp_path / 'x', caption_style='words')

@@ -36,10 +36,25 @@ def test_demo_prints_the_table_against_chance(demo_run):
     assert results['chance']['i2t_R@1'] == pytest.approx(12.5)
     assert results['chance']['t2i_R@10'] == pytest.approx(100.0)
     assert results.pop('training')['precision'] == 'fp32'
+    attention = results.pop('entity_attention')  # 8 test images x 2 objects, per cross-encoder layer
+    assert set(attention) == {'layer 1', 'layer 2'} and attention['layer 1']['pairs'] == 16
+    assert 0 <= attention['layer 2']['own_box_wins'] <= 100 and 'entity attention' in out
     model = R2D2Model.from_pretrained(tmp / 'work' / 'model')  # saved for the inferencer, weights-only
     assert model.text_image_encoder.width == 64
     for row in results.values():
         assert set(row) == {'i2t_R@1', 'i2t_R@5', 'i2t_R@10', 't2i_R@1', 't2i_R@5', 't2i_R@10', 'R@M'}
+
+
+def test_demo_trains_on_object_captions(tmp_path):
+    out = run('tools/demo.py', '--captions', 'objects', '--data', str(tmp_path / 'data'),
+              '--work-dir', str(tmp_path / 'work'), '--epochs', '2', '--val-interval', '2',
+              '--num-train', '8', '--num-test', '4')
+    lines = (tmp_path / 'data' / 'test_objects.jsonl').read_text().splitlines()
+    assert json.loads(lines[0])['captions'][0].startswith('有一个')
+    results = json.loads((tmp_path / 'work' / 'demo_results.json').read_text())
+    assert results['training']['captions'] == 'objects'
+    assert results['entity_attention']['layer 1']['pairs'] == 8
+    assert 'entity attention' in out
 
 
 def test_test_script_evaluates_the_demo_checkpoint_strictly(demo_run, tmp_path):
