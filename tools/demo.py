@@ -26,10 +26,10 @@ from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 
 import r2d2lib  # noqa: F401
-from r2d2lib.datasets.toy_shapes import ensure_toy_shapes
+from r2d2lib.datasets.toy_shapes import CAPTION_STYLES, ensure_toy_shapes
 from r2d2lib.engine import StrictRunner
 from r2d2lib.models.vlp import R2D2Model
-from r2d2lib.visualization.toy_check import measure_entity_localisation
+from r2d2lib.visualization.toy_check import measure_entity_localisation_per_layer
 
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', 'configs', 'demo')
 # Table 3's rows -> demo configs (configs/demo/<file>.py)
@@ -89,13 +89,10 @@ def build_config(args: argparse.Namespace, config: str = 'r2d2_tiny_shapes',
 
 def entity_localisation(model, data: str) -> dict:
     """Own-box win fractions of the entity attention per text-image layer ('layer N' -> percent)."""
-    model.eval()
-    results = {}
-    for layer in range(1, len(model.text_image_encoder.layer) + 1):
-        result = measure_entity_localisation(model, data, layer=layer, progress=False)
-        results[f'layer {layer}'] = dict(pairs=result['pairs'], own_box_wins=100 * result['mass_win'],
-                                         red_circles=100 * result['red_circle_mass_win'])
-    return results
+    per_layer = measure_entity_localisation_per_layer(model.eval(), data, progress=False)
+    return {f'layer {layer}': dict(pairs=r['pairs'], own_box_wins=100 * r['mass_win'],
+                                   red_circles=100 * r['red_circle_mass_win'])
+            for layer, r in per_layer.items()}
 
 
 def train_and_test(cfg: Config) -> tuple[dict, float, int]:
@@ -180,7 +177,7 @@ def run_ablation(args: argparse.Namespace, summary: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--captions', choices=['scene', 'objects'], default='scene',
+    parser.add_argument('--captions', choices=CAPTION_STYLES, default='scene',
                         help='scene: captions name both shapes; objects: one caption per shape (the '
                         'attention demo; give it --epochs 24)')
     parser.add_argument('--data', default=None,

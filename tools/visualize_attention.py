@@ -29,6 +29,7 @@ from r2d2lib.apis.cli import add_model_arguments, inferencer_from_args
 from r2d2lib.apis.inferencer import load_image
 from r2d2lib.visualization import entity_attention, overlay_heatmap
 from r2d2lib.visualization.attention import PAPER_LAYER
+from r2d2lib.visualization.toy_check import TEXT_MODES, measure_entity_localisation
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='measure the localisation over a toy-shapes corpus instead of drawing')
     parser.add_argument('--split', default='test', help='--toy-check: split to measure')
     parser.add_argument('--limit', type=int, default=None, help='--toy-check: first N images only')
-    parser.add_argument('--toy-text', choices=['caption', 'entity'], default='caption',
+    parser.add_argument('--toy-text', choices=TEXT_MODES, default='caption',
                         help="--toy-check: the text given with the image: the caption naming the object, "
                         "or the object's phrase alone (the paper's image-entity pair)")
     add_model_arguments(parser)
@@ -75,7 +76,6 @@ def main(argv=None) -> None:
     inferencer = inferencer_from_args(args)
     model = inferencer.model
     if args.toy_check is not None:
-        from r2d2lib.visualization.toy_check import measure_entity_localisation
         result = measure_entity_localisation(model, args.toy_check, args.split, args.layer, args.limit,
                                              batch_size=args.batch_size, text=args.toy_text)
         print(json.dumps(result, indent=2))

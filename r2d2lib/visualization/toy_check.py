@@ -67,7 +67,6 @@ def load_objects(data_dir: Union[str, Path], split: str = 'test') -> List[dict]:
     return records
 
 
-@torch.no_grad()
 def measure_entity_localisation(model, data_dir: Union[str, Path], split: str = 'test', layer: int = 2,
                                 limit: Optional[int] = None, batch_size: int = 50,
                                 progress: bool = True, text: str = 'caption') -> Dict[str, object]:
@@ -79,30 +78,52 @@ def measure_entity_localisation(model, data_dir: Union[str, Path], split: str = 
     (``red_circle_*``) and to pairs of differently coloured shapes (``different_colour_*``),
     the mean attention share inside the own and the other box, ``layer`` and ``text``.
     """
+    attention.check_layer(model, layer)
+    return _measure(model, data_dir, split, [layer], limit, batch_size, progress, text)[layer]
+
+
+def measure_entity_localisation_per_layer(model, data_dir: Union[str, Path], split: str = 'test',
+                                          limit: Optional[int] = None, batch_size: int = 50,
+                                          progress: bool = True,
+                                          text: str = 'caption') -> Dict[int, Dict[str, object]]:
+    """:func:`measure_entity_localisation` of every text-image layer (1-based keys), from one pass."""
+    layers = list(range(1, attention.text_image_layers(model) + 1))
+    return _measure(model, data_dir, split, layers, limit, batch_size, progress, text)
+
+
+@torch.no_grad()
+def _measure(model, data_dir, split: str, layers: List[int], limit: Optional[int], batch_size: int,
+             progress: bool, text: str) -> Dict[int, Dict[str, object]]:
+    """Summaries per layer; the attention maps of a batch are computed once for all layers."""
     if text not in TEXT_MODES:
         raise ValueError(f'text must be one of {TEXT_MODES}, got {text!r}')
-    attention.check_layer(model, layer)
     records = load_objects(data_dir, split)[:limit]
     preprocessor = model.data_preprocessor
     prefix, grid_shape = model.image_encoder.num_prefix_tokens, attention.patch_grid_shape(model)
-    outcomes = []  # (is red circle, mass win, density win, own mass, other mass, colours differ)
-    with tqdm(total=len(records), desc=f'entity attention, layer {layer}', disable=not progress) as bar:
+    # per layer: (is red circle, mass win, density win, own mass, other mass, colours differ)
+    outcomes: Dict[int, List[tuple]] = {layer: [] for layer in layers}
+    desc = f'entity attention, layer{"s" * (len(layers) > 1)} {", ".join(map(str, layers))}'
+    with tqdm(total=len(records), desc=desc, disable=not progress) as bar:
         for start in range(0, len(records), batch_size):
             batch = records[start:start + batch_size]
             images = [Image.open(Path(data_dir) / r['image_path']).convert('RGB') for r in batch]
+            maps_of = {}  # texts -> maps: a caption naming both objects serves both passes
             for i in range(2):  # one pass per object: its text may differ from the other object's
                 objects = [r['objects'][i] for r in batch]
-                texts = [object_phrase(o) if text == 'entity' else caption_naming(r, o)
-                         for r, o in zip(batch, objects)]
-                maps = attention.cross_attention_maps(model, images, texts)[layer - 1]
+                texts = tuple(object_phrase(o) if text == 'entity' else caption_naming(r, o)
+                              for r, o in zip(batch, objects))
+                if texts not in maps_of:
+                    maps_of[texts] = attention.cross_attention_maps(model, images, list(texts))
+                maps = maps_of[texts]
                 for row, (record, image, obj) in enumerate(zip(batch, images, objects)):
                     positions = attention.entity_token_positions(
                         preprocessor.tokenizer, texts[row], object_phrase(obj), preprocessor.max_length)
-                    grid = attention.entity_grid(maps[row], positions, prefix, grid_shape)
-                    pixels = attention.upsample_to(grid, image.width, image.height)
-                    outcomes.append(compare_boxes(pixels, obj, record['objects'][1 - i]))
+                    for layer in layers:
+                        grid = attention.entity_grid(maps[layer - 1][row], positions, prefix, grid_shape)
+                        pixels = attention.upsample_to(grid, image.width, image.height)
+                        outcomes[layer].append(compare_boxes(pixels, obj, record['objects'][1 - i]))
             bar.update(len(batch))
-    return dict(summarise(outcomes, layer), text=text)
+    return {layer: dict(summarise(rows, layer), text=text) for layer, rows in outcomes.items()}
 
 
 def compare_boxes(pixel_map: torch.Tensor, obj: dict, other: dict) -> tuple:

@@ -187,6 +187,17 @@ def test_toy_check_prints_fractions(setup, toy_data, capsys):
     assert entity['mean_own_mass'] != result['mean_own_mass']  # the phrase alone: other maps
 
 
+def test_per_layer_check_equals_one_layer_at_a_time(setup, toy_data):
+    from r2d2lib.models.vlp import R2D2Model
+    from r2d2lib.visualization import toy_check
+    model = R2D2Model.from_pretrained(setup['model']).eval()
+    options = dict(progress=False, text='entity')
+    per_layer = toy_check.measure_entity_localisation_per_layer(model, toy_data, **options)
+    assert sorted(per_layer) == list(range(1, len(model.text_image_encoder.layer) + 1))
+    for layer, result in per_layer.items():
+        assert result == toy_check.measure_entity_localisation(model, toy_data, layer=layer, **options)
+
+
 def test_model_options_are_checked(setup, tmp_path):
     extract_features = tool('extract_features')
     with pytest.raises(SystemExit, match='give --model'):
