@@ -64,6 +64,11 @@ class R2D2Model(DualEncoderModel):
             None for no MLM.
         mlm_loss: LOSSES config of MLM.
         enhanced_training: run MLM inside the FGR pass (ET) or as its own pass.
+        hard_negative_temperature: the temperature of the hard-negative draw. ``None``
+            (default, the official code) uses the learned contrastive tau, which falls to
+            about 0.01, so the draw is nearly the hardest negative. A fixed value (e.g.
+            0.1) keeps easier negatives in the draw; on a small corpus trained from scratch
+            FGR otherwise stays at chance (docs/inference.md, "Entity attention").
         **dual_encoder_kwargs: ``teacher``, ``queue``, ``fgd_loss``,
             ``feature_centre``, ``text_mask_ratio``, ``patch_drop_ratio``,
             ``loss_weights`` (names ``gcpr``, ``fgr``, ``fgd``, ``mlm``),
@@ -79,7 +84,7 @@ class R2D2Model(DualEncoderModel):
                  contrastive_loss: dict = dict(type='GCPRLoss'),
                  fgr_loss: dict = dict(type='FGRLoss'),
                  mlm_head: Optional[dict] = None, mlm_loss: dict = dict(type='MLMLoss'),
-                 enhanced_training: bool = True,
+                 enhanced_training: bool = True, hard_negative_temperature: Optional[float] = None,
                  loss_weights: Optional[Dict[str, float]] = None, **dual_encoder_kwargs):
         super().__init__(image_encoder, text_encoder, embed_dim=embed_dim,
                          projection_head=projection_head, contrastive_loss=contrastive_loss,
@@ -99,6 +104,9 @@ class R2D2Model(DualEncoderModel):
                                              vocab_size=self.text_encoder.vocab_size))
             self.mlm_loss = LOSSES.build(mlm_loss)
         self.enhanced_training = enhanced_training
+        if hard_negative_temperature is not None and hard_negative_temperature <= 0:
+            raise ValueError(f'hard_negative_temperature must be positive, got {hard_negative_temperature}')
+        self.hard_negative_temperature = hard_negative_temperature
         self.loss_weights = self._resolve_loss_weights(loss_weights)
 
     def _check_config(self, image_width: int, text_width: int) -> None:
@@ -195,7 +203,7 @@ class R2D2Model(DualEncoderModel):
         Similarities are fp32 (also under autocast).
         """
         all_ids = all_gather_no_grad(image_ids)
-        temp = self.contrastive_loss.temperature.detach()
+        temp = self.hard_negative_temperature or self.contrastive_loss.temperature.detach()
         neg_image, image_ok = sample_hard_negatives(
             similarity_fp32(text_embeds, all_gather_no_grad(image_embeds)), image_ids, all_ids, temp)
         neg_text, text_ok = sample_hard_negatives(

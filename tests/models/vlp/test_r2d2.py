@@ -77,6 +77,30 @@ def test_fgr_pairs_use_negatives_with_other_image_ids(tiny_model_cfg, batch):
         assert match and all(ids[j] != ids[i] for j in match)
 
 
+@pytest.mark.parametrize('fixed', [None, 5.0])
+def test_hard_negatives_are_drawn_at_the_configured_temperature(tiny_model_cfg, monkeypatch, fixed):
+    """Default: the contrastive tau (official); ``hard_negative_temperature``: that fixed value."""
+    import r2d2lib.models.vlp.r2d2 as r2d2_module
+    seen = []
+    original = r2d2_module.sample_hard_negatives
+
+    def spy(similarity, query_ids, candidate_ids, temperature):
+        seen.append(float(temperature))
+        return original(similarity, query_ids, candidate_ids, temperature)
+
+    monkeypatch.setattr(r2d2_module, 'sample_hard_negatives', spy)
+    model = MODELS.build(dict(tiny_model_cfg, hard_negative_temperature=fixed))
+    ids, embeds = torch.arange(4), torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
+    model.draw_hard_negatives(ids, embeds, embeds)
+    tau = float(model.contrastive_loss.temperature)
+    assert seen == [fixed or tau] * 2 and fixed != tau
+
+
+def test_hard_negative_temperature_must_be_positive(tiny_model_cfg):
+    with pytest.raises(ValueError, match='hard_negative_temperature'):
+        MODELS.build(dict(tiny_model_cfg, hard_negative_temperature=0.0))
+
+
 def test_inference_surface(tiny_model_cfg, toy_data):
     model = MODELS.build(tiny_model_cfg).eval()
     images = [Image.open(toy_data / 'images' / f'test_00000{i}.png') for i in range(3)]
