@@ -3,7 +3,7 @@
     python tools/demo.py [--epochs 8] [--data data/toy_shapes] [--work-dir work_dirs/demo]
     python tools/demo.py --ablation [--variants r2d2 r2d2_clip wo_twd ...]
     python tools/demo.py --amp bf16 [--seed 1]      # mixed precision (configs/demo/*_bf16.py)
-    python tools/demo.py --captions objects --epochs 24   # the attention demo (docs/inference.md)
+    python tools/demo.py --captions objects     # the attention demo (docs/inference.md)
 
 Prints R@1/5/10 both ways and R@M, by embedding similarity alone and re-ranked by
 the cross encoders, next to what random ranking would score. ``--ablation`` trains
@@ -13,8 +13,9 @@ data, seed and schedule and prints their comparison, with training speed.
 The demo also measures where the text-image cross encoder looks
 (r2d2lib/visualization/toy_check.py): how often an object's phrase puts more attention
 inside its own box than inside the other shape's, per layer. ``--captions objects``
-trains on one caption per object (data/toy_shapes_objects), the corpus on which that
-attention localises (docs/inference.md).
+trains configs/demo/r2d2_tiny_shapes_objects.py on one caption per object
+(data/toy_shapes_objects, 2,000 iterations), the corpus on which that attention localises
+(docs/inference.md).
 """
 import argparse
 import json
@@ -41,6 +42,8 @@ VARIANTS = {
     'wo_tgd': ('R2D2 w/o TgD', 'r2d2_wo_tgd_tiny_shapes'),
     'wo_fgd': ('R2D2 w/o FgD', 'r2d2_wo_fgd_tiny_shapes'),
 }
+# --captions -> the config of the demo (configs/demo/<file>.py)
+DEMO_CONFIGS = {'scene': 'r2d2_tiny_shapes', 'objects': 'r2d2_tiny_shapes_objects'}
 KS = (1, 5, 10)
 AMP_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16'}
 
@@ -77,7 +80,7 @@ def build_config(args: argparse.Namespace, config: str = 'r2d2_tiny_shapes',
     cfg.work_dir = work_dir or args.work_dir
     cfg.randomness.seed = args.seed
     cfg.train_cfg.max_epochs = args.epochs
-    cfg.train_cfg.val_interval = args.val_interval
+    cfg.train_cfg.val_interval = args.val_interval or cfg.train_cfg.val_interval
     cfg.param_scheduler[-1].end = args.epochs
     cfg.default_hooks.checkpoint.interval = args.epochs
     cfg.default_hooks.logger.interval = 1000  # the config's progress bar shows the losses
@@ -119,7 +122,7 @@ def split_rankings(metrics: dict) -> tuple[dict, dict]:
 
 
 def run_demo(args: argparse.Namespace, summary: dict) -> None:
-    cfg = build_config(args)
+    cfg = build_config(args, DEMO_CONFIGS[args.captions])
     metrics, seconds, iters = train_and_test(cfg)
     plain, reranked = split_rankings(metrics)
     localisation = entity_localisation(R2D2Model.from_pretrained(osp.join(args.work_dir, 'model')), args.data)
@@ -179,15 +182,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--captions', choices=CAPTION_STYLES, default='scene',
                         help='scene: captions name both shapes; objects: one caption per shape (the '
-                        'attention demo; give it --epochs 24)')
+                        'attention demo, configs/demo/r2d2_tiny_shapes_objects.py)')
     parser.add_argument('--data', default=None,
                         help='toy corpus folder, made if missing (default data/toy_shapes, '
                         'data/toy_shapes_objects with --captions objects)')
     parser.add_argument('--work-dir', default=None,
                         help='default work_dirs/demo (work_dirs/demo_objects with --captions objects, '
                         'work_dirs/demo_ablation with --ablation)')
-    parser.add_argument('--epochs', type=int, default=8, help='1,000 iterations at 8 epochs')
-    parser.add_argument('--val-interval', type=int, default=4, help='evaluate every N epochs')
+    parser.add_argument('--epochs', type=int, default=None,
+                        help="default: the config's: 8 (1,000 iterations), 16 with --captions objects")
+    parser.add_argument('--val-interval', type=int, default=None,
+                        help="evaluate every N epochs (default: the config's: 4, 16 with --captions objects)")
     parser.add_argument('--num-train', type=int, default=2000, help='training images')
     parser.add_argument('--num-test', type=int, default=200, help='test images')
     parser.add_argument('--seed', type=int, default=0, help='training seed (the corpus keeps seed 0)')
@@ -198,9 +203,14 @@ def main() -> None:
     parser.add_argument('--variants', nargs='+', choices=sorted(VARIANTS), default=list(VARIANTS),
                         help='variants for --ablation')
     args = parser.parse_args()
+    objects = args.captions == 'objects'
+    if args.epochs is None:
+        config = osp.join(CONFIG_DIR, DEMO_CONFIGS[args.captions] + '.py')
+        args.epochs = Config.fromfile(config).train_cfg.max_epochs
     if args.epochs < 2:
         parser.error('--epochs must be at least 2 (one warm-up epoch, then cosine decay)')
-    objects = args.captions == 'objects'
+    if objects and args.ablation:
+        parser.error('--ablation trains the scene-caption configs; drop --captions objects')
     args.data = args.data or ('data/toy_shapes_objects' if objects else 'data/toy_shapes')
     args.work_dir = args.work_dir or ('work_dirs/demo_ablation' if args.ablation else
                                       'work_dirs/demo_objects' if objects else 'work_dirs/demo')
