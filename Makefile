@@ -1,11 +1,11 @@
-# make demo | make ablation | make web-demo | make test | make test-slow | make lint -- each creates .venv and installs
+# make demo | make attention-demo | make ablation | make web-demo | make test | make test-slow | make lint -- each creates .venv and installs
 # r2d2lib on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo ablation web-demo test test-slow lint install clean
+.PHONY: demo attention-demo ablation web-demo test test-slow lint install clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py
+
+# One caption per shape, 2,000 iterations (about 11 minutes): the demo whose entity attention localises
+# (docs/inference.md, "4. Entity attention").
+attention-demo: $(STAMP)
+	$(PY) tools/demo.py --captions objects
 
 ablation: $(STAMP)
 	$(PY) tools/demo.py --ablation
@@ -45,4 +50,4 @@ lint: $(STAMP)
 	$(PY) -m ruff check r2d2lib tools tests configs demo
 
 clean:
-	rm -rf $(VENV) work_dirs data/toy_shapes
+	rm -rf $(VENV) work_dirs data/toy_shapes data/toy_shapes_objects
