@@ -4,13 +4,16 @@
         (--model NAME_OR_FOLDER | --checkpoint CKPT [--config CFG] [--allow-pickle])
     python tools/visualize_attention.py --toy-check data/toy_shapes --layer 2 \
         --checkpoint work_dirs/demo/epoch_8.pth --allow-pickle
+    python tools/visualize_attention.py data/toy_shapes_objects/images/test_000026.png \
+        有一个红色的小圆形 --entity 红色的小圆形 --layer 1 --model work_dirs/demo_objects/model
 
 The map is the cross-attention of the entity's tokens over the image patches in layer
 ``--layer`` of the text-image cross encoder (the paper reads the 3rd of 6), averaged over heads
 and over the entity's tokens, [CLS] excluded, laid out on the patch grid, upsampled and overlaid
 on the image. The entity must occur in the text (``--occurrence`` picks a later appearance). A
 model with fewer layers than ``--layer`` is an error: the demo's cross encoders have 2 layers,
-so pass ``--layer 2`` (or 1) for it.
+so pass ``--layer 2`` (or 1) for it. On the attention demo (``make attention-demo``) layer 1 is
+the one that localises (docs/inference.md).
 
 ``--toy-check DATA`` measures instead, over a toy-shapes split, how often the attention of an
 object's phrase (e.g. 红色的大圆形) puts more weight inside that object's box than inside the
