@@ -292,6 +292,9 @@ def _params(num_train: int, num_test: int, image_size: int, seed: int,
         raise ValueError(f'captions_per_image must be in 1..{len(TEMPLATES)}')
     if caption_style not in CAPTION_STYLES:
         raise ValueError(f'caption_style must be one of {CAPTION_STYLES}, got {caption_style!r}')
+    if caption_style == 'objects' and captions_per_image != 2:
+        raise ValueError(f"captions_per_image={captions_per_image} does not apply to "
+                         "caption_style='objects', which writes one caption per object (2 per image)")
     style = {} if caption_style == 'scene' else {'caption_style': caption_style}  # old meta.json stays valid
     return {**style, 'format_version': FORMAT_VERSION, 'num_train': int(num_train),
             'num_test': int(num_test), 'image_size': int(image_size),

@@ -216,3 +216,5 @@ def test_object_captions_same_images_one_caption_per_object(tmp_path, corpus):
     assert 'caption_style' not in json.loads((corpus / 'meta.json').read_text())['params']
     with pytest.raises(ValueError, match="caption_style must be one of"):
         ts.generate_toy_shapes(tmp_path / 'x', caption_style='words')
+    with pytest.raises(ValueError, match="captions_per_image=3 does not apply"):
+        ts.generate_toy_shapes(tmp_path / 'x', caption_style='objects', captions_per_image=3)
