@@ -20,7 +20,12 @@ trains configs/demo/r2d2_tiny_shapes_objects.py on one caption per object
 import argparse
 import json
 import os.path as osp
+import platform
+import shlex
+import subprocess
+import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from math import comb
 
 from mmengine.config import Config
@@ -46,6 +51,42 @@ VARIANTS = {
 DEMO_CONFIGS = {'scene': 'r2d2_tiny_shapes', 'objects': 'r2d2_tiny_shapes_objects'}
 KS = (1, 5, 10)
 AMP_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16'}
+
+
+# the packages whose versions a result depends on (docs/reproducibility.md); the rest are in the lock
+VERSIONED = ('torch', 'transformers', 'numpy', 'mmengine')
+
+
+def git_commit(repo: str = osp.join(osp.dirname(osp.abspath(__file__)), '..')) -> str | None:
+    """The r2d2lib checkout's commit, ``+dirty`` if tracked files differ from it; None without git."""
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=repo, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=repo,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ('+dirty' if dirty else '') if commit else None
+
+
+def environment(argv: list | None = None) -> dict:
+    """What produced a result: the command, python, the versions of ``VERSIONED``, r2d2lib's commit."""
+    argv = sys.argv if argv is None else argv
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return dict(command=shlex.join(['python', *argv]), python=platform.python_version(), **versions,
+                r2d2lib_commit=git_commit(), platform=platform.platform())
+
+
+def format_environment(env: dict) -> str:
+    """One line naming the versions and the command, as under the README's tables."""
+    versions = ', '.join(f'{name} {env[name]}' for name in ('python', *VERSIONED))
+    commit, _, dirty = (env['r2d2lib_commit'] or 'unknown').partition('+')
+    return f'{versions}, r2d2lib {commit[:12]}{"+" + dirty if dirty else ""}: `{env["command"]}`'
 
 
 def chance_recalls(num_images: int, num_texts: int) -> dict:
@@ -138,11 +179,13 @@ def run_demo(args: argparse.Namespace, summary: dict) -> None:
     for layer, result in localisation.items():
         print(f'  {layer}: {result["own_box_wins"]:.1f}% of {result["pairs"]} (image, object) pairs, '
               f'red circles {result["red_circles"]:.1f}%')
+    env = environment()
     with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
         json.dump(dict(rows, entity_attention=localisation, training=dict(
-            precision=args.amp, seed=args.seed, captions=args.captions, iters=iters, seconds=seconds)),
-            f, indent=2)
-    print(f'\nresults: {osp.join(args.work_dir, "demo_results.json")}')
+            precision=args.amp, seed=args.seed, captions=args.captions, iters=iters, seconds=seconds),
+            environment=env), f, indent=2)
+    print(f'\nenvironment: {format_environment(env)}')
+    print(f'results: {osp.join(args.work_dir, "demo_results.json")}')
     print(f'model: {osp.join(args.work_dir, "model")} (R2D2Model.from_pretrained / R2D2Inferencer)')
 
 
@@ -172,10 +215,13 @@ def run_ablation(args: argparse.Namespace, summary: dict) -> None:
     chance = chance_recalls(summary['num_test_images'], summary['num_test_texts'])
     print(f'\nTable 3 on toy shapes: seed {args.seed}, {args.epochs} epochs, test split (%)\n')
     print(format_ablation(results, chance))
+    env = environment()
     out = osp.join(args.work_dir, f'ablation_seed{args.seed}.json')
     with open(out, 'w') as f:
-        json.dump(dict(seed=args.seed, epochs=args.epochs, chance=chance, results=results), f, indent=2)
-    print(f'\nresults: {out}')
+        json.dump(dict(seed=args.seed, epochs=args.epochs, chance=chance, results=results, environment=env),
+                  f, indent=2)
+    print(f'\nenvironment: {format_environment(env)}')
+    print(f'results: {out}')
 
 
 def main() -> None:

@@ -1,10 +1,12 @@
 """The command-line tools run end to end at miniature size, as a user runs them."""
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from r2d2lib.models.vlp import R2D2Model
 
@@ -36,6 +38,10 @@ def test_demo_prints_the_table_against_chance(demo_run):
     assert results['chance']['i2t_R@1'] == pytest.approx(12.5)
     assert results['chance']['t2i_R@10'] == pytest.approx(100.0)
     assert results.pop('training')['precision'] == 'fp32'
+    env = results.pop('environment')  # what produced the numbers (docs/reproducibility.md)
+    assert env['command'].startswith('python tools/demo.py --data ') and '--num-test 8' in env['command']
+    assert env['torch'] == torch.__version__ and env['python'] == platform.python_version()
+    assert len(env['r2d2lib_commit'].split('+')[0]) == 40 and 'environment: python ' in out
     attention = results.pop('entity_attention')  # 8 test images x 2 objects, per cross-encoder layer
     assert set(attention) == {'layer 1', 'layer 2'} and attention['layer 1']['pairs'] == 16
     assert 0 <= attention['layer 2']['own_box_wins'] <= 100 and 'entity attention' in out
