@@ -25,7 +25,7 @@ import shlex
 import subprocess
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
 from math import comb
 
 from mmengine.config import Config
@@ -70,14 +70,10 @@ def git_commit(repo: str = osp.join(osp.dirname(osp.abspath(__file__)), '..')) -
 
 
 def environment(argv: list | None = None) -> dict:
-    """What produced a result: the command, python, the versions of ``VERSIONED``, r2d2lib's commit."""
+    """What produced a result: the command, python, the versions of ``VERSIONED`` as imported (torch's
+    with its build tag, e.g. ``2.14.1+cu130``), r2d2lib's commit."""
     argv = sys.argv if argv is None else argv
-    versions = {}
-    for name in VERSIONED:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = None
+    versions = {name: getattr(import_module(name), '__version__', None) for name in VERSIONED}
     return dict(command=shlex.join(['python', *argv]), python=platform.python_version(), **versions,
                 r2d2lib_commit=git_commit(), platform=platform.platform())
 
