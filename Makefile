@@ -1,16 +1,29 @@
 # make demo | make attention-demo | make ablation | make web-demo | make test | make test-slow | make lint -- each creates .venv and installs
-# r2d2lib on first use.
+# r2d2lib on first use, with exactly the versions of the lock (requirements/lock.txt).
+# make lock: refresh the lock after changing setup.py (UPGRADE=1: every package to its newest allowed version).
+# make test-latest: the suite on the newest versions setup.py allows, in .venv-latest (the drift check).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The full dependency set of '.[dev]', pinned by `uv pip compile` for linux x86_64 and Python 3.11 (the
+# torch wheel PyPI serves there; it runs on CPU, and on CUDA 13 where there is a GPU).
+LOCK := requirements/lock.txt
+LOCK_PYTHON := 3.11
+LOCK_PLATFORM := x86_64-manylinux_2_28
+UV_VERSION := 0.13.8
+LOCK_VENV := .venv-lock
+LATEST_VENV := .venv-latest
+# Debian packages the test suite needs: chromium (tests/web drives it through Playwright).
+SYSTEM_PACKAGES := chromium
 
-.PHONY: demo attention-demo ablation web-demo test test-slow lint install clean
+.PHONY: demo attention-demo ablation web-demo test test-slow test-latest lint install lock system-deps clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -r $(LOCK)
+	$(PY) -m pip install --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,11 +53,39 @@ web-demo: $(STAMP) $(DEMO_MODEL)
 	$(PY) -m demo.server --model work_dirs/demo/model --images data/toy_shapes/images --glob 'test_*' \
 		--port $(WEB_PORT)
 
-test: $(STAMP)
+# As root, installs the missing system packages quietly (apt-get); otherwise stops at once, naming them.
+system-deps:
+	@missing=; for pkg in $(SYSTEM_PACKAGES); do test -x /usr/bin/$$pkg || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing the system packages the tests need:$$missing (apt-get)"; \
+			log=$$(mktemp); export DEBIAN_FRONTEND=noninteractive; \
+			{ apt-get update -qq && apt-get install -y -qq$$missing; } >$$log 2>&1 || { cat $$log >&2; exit 1; }; \
+		else \
+			echo "make test needs the Debian package(s)$$missing: run sudo apt-get install -y$$missing" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+test: system-deps $(STAMP)
 	$(PY) -m pytest -q tests
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
+
+# Newest versions that setup.py allows, in a fresh $(LATEST_VENV); the lock and .venv stay as they are.
+test-latest: system-deps
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST_VENV)/bin/python -m pip freeze --exclude-editable | grep -iE '^(torch|torchvision|transformers|numpy|mmengine)=='
+	$(LATEST_VENV)/bin/python -m pytest -q tests
+
+lock:
+	test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q uv==$(UV_VERSION); }
+	$(LOCK_VENV)/bin/uv pip compile setup.py --extra dev --python-version $(LOCK_PYTHON) \
+		--python-platform $(LOCK_PLATFORM) $(if $(UPGRADE),--upgrade) --custom-compile-command 'make lock' -o $(LOCK)
 
 lint: $(STAMP)
 	$(PY) -m ruff check r2d2lib tools tests configs demo
