@@ -12,6 +12,7 @@ work dir) and prints the table. The dataset name defaults to the config file's n
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import List, Optional
 
 from mmengine.config import DictAction
@@ -20,6 +21,10 @@ from mmengine.dist import is_main_process
 import r2d2lib  # noqa: F401
 from r2d2lib.engine import StrictRunner, load_config
 from r2d2lib.evaluation.report import results_markdown, write_results
+
+if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path rather than run as a script
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from preflight import check_or_exit  # noqa: E402  (tools/preflight.py)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -44,6 +49,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    check_or_exit(cfg, args.config, 'test', args.checkpoint)  # exit 2 naming what is missing
     runner = StrictRunner.from_cfg(cfg)
     runner.load_checkpoint(args.checkpoint)  # strict: a wrong file fails, naming the keys
     metrics = runner.test()

@@ -2,14 +2,21 @@
 
     python tools/train.py configs/r2d2/vitb_2.3m.py [--work-dir DIR] [--resume [CKPT]]
         [--amp] [--cfg-options key=value ...] [--launcher pytorch|slurm]
+
+First, in about a second and before r2d2lib is imported, the preflight (tools/preflight.py) checks
+that every data path, pretrained weight, tokenizer and checkpoint the config names is there; if not,
+it prints what is missing and where the docs say how to get it, and exits with code 2.
 """
 import argparse
 import os
+import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 
-import r2d2lib  # noqa: F401  (registers the components, makes resume work on torch >= 2.6)
-from r2d2lib.engine import StrictRunner, load_config
+if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path rather than run as a script
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from preflight import check_or_exit  # noqa: E402  (tools/preflight.py: imports neither torch nor r2d2lib)
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,8 +41,18 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def preflight(args: argparse.Namespace) -> None:
+    """Exit with code 2, listing them, if files the config names for training are missing."""
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    if args.resume is not None:  # --resume: the work dir's latest checkpoint, or the one given
+        cfg.load_from = None if args.resume == 'auto' else args.resume
+    check_or_exit(cfg, args.config, 'train')
+
+
 def build_config(args: argparse.Namespace) -> Config:
     """The config with the command-line overrides applied."""
+    from r2d2lib.engine import load_config
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
@@ -49,7 +66,11 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main() -> None:
-    runner = StrictRunner.from_cfg(build_config(parse_args()))
+    args = parse_args()
+    preflight(args)
+    import r2d2lib  # noqa: F401  (registers the components, makes resume work on torch >= 2.6)
+    from r2d2lib.engine import StrictRunner
+    runner = StrictRunner.from_cfg(build_config(args))
     runner.train()
 
 
