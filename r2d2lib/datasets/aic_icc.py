@@ -54,4 +54,5 @@ class AICICCDataset(ImageTextDataset):
                 raise annotation_error(self.ann_file, lineno, f'{where} ({name}): "caption" must be a '
                                                               'list of strings')
             for text in captions:
-                collector.add_pair(self.image_path(name), text, image_id=name.rsplit('.', 1)[0])
+                collector.add_pair(self.image_path(name), text, lineno=lineno,
+                                   image_id=name.rsplit('.', 1)[0])

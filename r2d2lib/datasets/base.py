@@ -4,13 +4,18 @@ One place decides what happens to bad data, for every loader:
 
 * malformed annotation (bad JSON, missing key, bad label, ...): ``ValueError``
   at construction naming the file and the 1-based line (:func:`annotation_error`);
-* empty caption: the record is dropped, counted (``num_empty_captions``) and
-  logged once;
+* caption that is not valid Unicode (a lone surrogate, which JSON's ``\ud800`` escapes
+  produce): ``ValueError`` naming the file and line;
+* empty or whitespace-only caption: the record is dropped, counted
+  (``num_empty_captions``) and logged with its file and line (up to
+  ``MAX_LOGGED_PATHS``), and listed in the data report (``empty_caption``);
 * listed image missing: the record is dropped, counted (``num_missing_images``)
-  and logged with up to ``MAX_LOGGED_PATHS`` paths;
-* image unreadable when the pipeline loads it (``UnreadableImageError``):
-  skipped in training (mmengine draws another index; ``num_unreadable_images``
-  counts distinct files per process), an error in test mode.
+  and logged with up to ``MAX_LOGGED_PATHS`` paths (data report: ``missing``);
+* image unreadable or over the pixel limit when the pipeline loads it
+  (``UnreadableImageError``, ``ImageTooLargeError``): skipped in training
+  (mmengine draws another index; ``num_unreadable_images`` counts distinct files
+  per process; the skip rides to the main process with the next sample, see
+  :mod:`r2d2lib.datasets.data_report`), an error in test mode.
 
 :class:`PairCollector` assigns the indices of the record contract (see
 docs/datasets.md): ``image_idx`` consecutive over distinct images, ``text_idx``
@@ -28,7 +33,8 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from tqdm import tqdm
 
-from .transforms import UnreadableImageError
+from .data_report import DataReport, Event, attach_skips
+from .image_io import UnreadableImageError
 
 MAX_LOGGED_PATHS = 20
 PROGRESS_MIN_BYTES = 64 << 20  # annotation files at least this large show a progress bar
@@ -43,6 +49,21 @@ def annotation_error(source: str, lineno: Optional[int], problem: str) -> ValueE
     """The error for a malformed annotation: ``'<file>, line <n>: <problem>'``."""
     where = f'{source}, line {lineno}' if lineno is not None else str(source)
     return ValueError(f'{where}: {problem}')
+
+
+def check_unicode(text: str, source: str, lineno: Optional[int]) -> None:
+    """Raise ``ValueError`` (file, line) if ``text`` holds a lone surrogate (not encodable text)."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as err:
+        raise annotation_error(source, lineno, f'the caption is not valid Unicode: character '
+                                               f'{err.start} is a lone surrogate {text[err.start]!r} '
+                                               f'(in {text[:40]!r})') from None
+
+
+def place(source: str, lineno: Optional[int]) -> str:
+    """``'<file>, line <n>'`` (or the file alone without a line number)."""
+    return f'{source}, line {lineno}' if lineno is not None else str(source)
 
 
 def format_paths(paths: Sequence[str], limit: int = MAX_LOGGED_PATHS) -> str:
@@ -66,6 +87,7 @@ class PairCollector:
                          disable=not progress)
         self.records: List[dict] = []
         self.num_empty_captions = 0
+        self.empty_caption_places: List[str] = []
         self.num_missing_images = 0
         self.missing_paths: List[str] = []
         self._exists: Dict[str, bool] = {}
@@ -94,13 +116,15 @@ class PairCollector:
                 self.missing_paths.append(img_path)
         return self._exists[img_path]
 
-    def drop_empty_caption(self) -> None:
-        """Count a record dropped for an empty caption."""
+    def drop_empty_caption(self, lineno: Optional[int] = None, where: Optional[str] = None) -> None:
+        """Count a record dropped for an empty caption at ``where`` (default: the source), ``lineno``."""
         self.num_empty_captions += 1
+        self.empty_caption_places.append(place(where or self.source, lineno))
         self._bar.update()
 
     def add_pair(self, img_path: str, text: str, text_key: Optional[Hashable] = None,
-                 available: Optional[bool] = None, **fields: Any) -> Optional[dict]:
+                 available: Optional[bool] = None, lineno: Optional[int] = None,
+                 where: Optional[str] = None, **fields: Any) -> Optional[dict]:
         """Add one (image, text) pair; returns the record or None if dropped.
 
         Args:
@@ -110,11 +134,17 @@ class PairCollector:
                 ``text_idx`` (a query with several positive images). None: a
                 text of its own.
             available: Override of the file-exists check.
+            lineno: The caption's 1-based line, named for an empty or invalid caption.
+            where: The caption's file if not the collector's source.
             **fields: Extra record fields.
+
+        Raises:
+            ValueError: the caption is not valid Unicode (file, line).
         """
+        check_unicode(text, where or self.source, lineno)
         text = text.strip()
         if not text:
-            self.drop_empty_caption()
+            self.drop_empty_caption(lineno, where)
             return None
         self._bar.update()
         if not self.image_available(img_path, available):
@@ -141,11 +171,21 @@ class PairCollector:
         self.records.append(record)
         return record
 
+    def data_report(self) -> DataReport:
+        """What was dropped, as the rows ``empty_caption`` and ``missing`` of a data report."""
+        report = DataReport()
+        for where in self.empty_caption_places:
+            report.add('empty_caption', where)
+        for path in self.missing_paths:
+            report.add('missing', path)
+        return report
+
     def report(self) -> None:
-        """Close the progress bar; log what was dropped (empty captions, missing images with paths)."""
+        """Close the progress bar; log what was dropped (empty captions by file and line, missing images)."""
         self._bar.close()
         if self.num_empty_captions:
-            warn(f'{self.source}: dropped {self.num_empty_captions} record(s) with an empty caption')
+            warn(f'{self.source}: dropped {self.num_empty_captions} record(s) with an empty caption:'
+                 f'{format_paths(self.empty_caption_places)}')
         if self.missing_paths:
             warn(f'{self.source}: {len(self.missing_paths)} listed image(s) do not exist; dropped '
                  f'{self.num_missing_images} record(s):{format_paths(self.missing_paths)}')
@@ -161,7 +201,21 @@ class SkipUnreadableDataset(BaseDataset):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.num_unreadable_images = 0
         self._unreadable_paths: Set[str] = set()
+        self._pending_skips: List[Event] = []
+        if not hasattr(self, 'data_report'):
+            self.data_report = DataReport()
         super().__init__(*args, **kwargs)
+
+    def __getitem__(self, idx: int) -> Any:
+        """The sample of ``idx`` (another one if its image is skipped), carrying the skips made.
+
+        Images skipped while fetching it travel in the sample's metainfo (``data_skips``) to the
+        main process, where :class:`~r2d2lib.datasets.data_report.DataReportHook` counts them.
+        """
+        data = super().__getitem__(idx)
+        if self._pending_skips and attach_skips(data, self._pending_skips):
+            self._pending_skips = []
+        return data
 
     def resolve(self, path: Optional[str]) -> Optional[str]:
         """``path`` joined to ``data_root`` unless absolute (None stays None)."""
@@ -192,8 +246,10 @@ class SkipUnreadableDataset(BaseDataset):
                     'as that would bias the evaluation: fix or remove this image)') from err
             self._unreadable_paths.add(err.path)
             self.num_unreadable_images += 1
-            warn(f'skipping unreadable image {err.path} ({err.reason}); {self.num_unreadable_images} '
-                 'unreadable image(s) so far in this process')
+            self._pending_skips.append((err.category, err.path, err.reason))
+            what = 'too large' if err.category == 'too_large' else 'unreadable'
+            warn(f'skipping {what} image {err.path} ({err.reason}); {self.num_unreadable_images} '
+                 'image(s) skipped so far in this process')
             return None
 
 
@@ -209,6 +265,7 @@ class ImageTextDataset(SkipUnreadableDataset):
     def __init__(self, ann_file: str = '', data_root: str = '',
                  pipeline: Sequence[Union[dict, Any]] = (), test_mode: bool = False,
                  **kwargs: Any) -> None:
+        self.data_report = DataReport()
         self.num_missing_images = 0
         self.num_empty_captions = 0
         self._num_images = 0
@@ -239,6 +296,7 @@ class ImageTextDataset(SkipUnreadableDataset):
         collector = PairCollector(self.ann_file, progress=big)
         self.collect_pairs(collector)
         collector.report()
+        self.data_report = collector.data_report()
         self.num_empty_captions = collector.num_empty_captions
         self.num_missing_images = collector.num_missing_images
         self._num_images = collector.num_images

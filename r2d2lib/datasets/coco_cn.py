@@ -63,11 +63,11 @@ class COCOCNDataset(ImageTextDataset):
                 raise annotation_error(self.ann_file, lineno,
                                        f'image id {entry.image[:80]!r} is not a COCO 2014 id')
             if entry.image in captions:
-                captions[entry.image].append((entry.caption_id, entry.text))
+                captions[entry.image].append((entry.caption_id, entry.text, lineno))
         for image_id in split_ids:
             part = COCO_ID.fullmatch(image_id).group(1)
             path = self.image_path(f'{part}2014/{image_id}.jpg')
-            for caption_id, text in captions[image_id]:
-                collector.add_pair(path, text, image_id=image_id, caption_id=caption_id)
+            for caption_id, text, lineno in captions[image_id]:
+                collector.add_pair(path, text, lineno=lineno, image_id=image_id, caption_id=caption_id)
             if self.test_mode:
                 collector.add_gallery_image(path, image_id=image_id)

@@ -65,7 +65,7 @@ class Flickr30kCNDataset(ImageTextDataset):
                 continue
             join = entry.segmented if self.join_segmented is None else self.join_segmented
             text = join_segmented(entry.text) if join else entry.text
-            collector.add_pair(self.image_path(name), text, image_id=name.rsplit('.', 1)[0],
+            collector.add_pair(self.image_path(name), text, lineno=lineno, image_id=name.rsplit('.', 1)[0],
                                caption_id=entry.caption_id)
         if self.num_outside_split:
             warn(f'{self.ann_file}: ignored {self.num_outside_split} caption(s) of images not in '

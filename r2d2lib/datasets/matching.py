@@ -53,5 +53,5 @@ class MatchingDataset(RetrievalDataset):
             label = parse_label(record, self.ann_file, lineno)
             record = check_record(record, self.ann_file, lineno)
             path = self._image_path(record['image_path'])
-            collector.add_pair(path, record['text'], image_id=osp.splitext(osp.basename(path))[0],
-                               label=label)
+            collector.add_pair(path, record['text'], lineno=lineno,
+                               image_id=osp.splitext(osp.basename(path))[0], label=label)

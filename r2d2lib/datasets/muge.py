@@ -101,13 +101,13 @@ class MUGEDataset(ImageTextDataset):
                     raise annotation_error(self.ann_file, lineno, f'image id {image_id!r} is not an '
                                                                   'integer or string')
             if not text.strip():
-                collector.drop_empty_caption()
+                collector.drop_empty_caption(lineno)
                 continue
             if not image_ids:  # a test split whose answers are not public
                 self.num_queries_without_images += 1
                 continue
             for image_id in dict.fromkeys(map(str, image_ids)):  # an id listed twice counts once
-                collector.add_pair(f'{tsv}#{image_id}', text, text_key=lineno,
+                collector.add_pair(f'{tsv}#{image_id}', text, text_key=lineno, lineno=lineno,
                                    available=image_id in images, query_id=query_id,
                                    **image_fields(image_id))
         if self.num_queries_without_images:

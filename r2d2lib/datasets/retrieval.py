@@ -80,5 +80,6 @@ class RetrievalDataset(ImageTextDataset):
         for lineno, record in iter_json_lines(self.ann_file):
             record = check_record(record, self.ann_file, lineno)
             path = self._image_path(record['image_path'])
-            collector.add_pair(path, record['text'], image_id=osp.splitext(osp.basename(path))[0])
+            collector.add_pair(path, record['text'], lineno=lineno,
+                               image_id=osp.splitext(osp.basename(path))[0])
 

@@ -1,4 +1,4 @@
-"""Data pipeline transforms: image loading with a clear error for unreadable files.
+"""Data pipeline transforms: image loading (through :mod:`r2d2lib.datasets.image_io`) with clear errors.
 
 Config spelling (with ``default_scope = 'r2d2lib'``)::
 
@@ -29,16 +29,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
-import struct
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmpretrain.datasets import transforms as mmpretrain_transforms
-from PIL import Image
 
 from r2d2lib.registry import TRANSFORMS
+
+from . import image_io
+from .image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError, UnreadableImageError
+
+__all__ = ['DEFAULT_MAX_PIXELS', 'ImageTooLargeError', 'LoadImage', 'UnreadableImageError', 'decode_rgb',
+           'load_rgb', 'read_tsv_image_bytes']
 
 # mmpretrain transforms exposed under plain names in the 'r2d2lib' scope.
 _MMPRETRAIN_TRANSFORMS = ('PackInputs', 'RandomResizedCrop', 'ResizeEdge',
@@ -47,47 +50,20 @@ _MMPRETRAIN_TRANSFORMS = ('PackInputs', 'RandomResizedCrop', 'ResizeEdge',
 for _name in _MMPRETRAIN_TRANSFORMS:
     TRANSFORMS.register_module(module=getattr(mmpretrain_transforms, _name))
 
-# What PIL raises for a missing, truncated or non-image file.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error,
-                  Image.DecompressionBombError)
 
-
-class UnreadableImageError(Exception):
-    """Raised when an image file is missing, truncated or not an image."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = str(path)
-        self.reason = str(reason)
-        super().__init__(f'cannot read image {self.path!r}: {self.reason}')
-
-    def __reduce__(self) -> Any:
-        """Pickle with both arguments (DataLoader workers re-raise in the parent)."""
-        return type(self), (self.path, self.reason)
-
-
-def _decode(source: Union[str, io.BytesIO], where: str) -> np.ndarray:
-    """Decode ``source`` (a path or an in-memory file) fully into RGB uint8."""
-    try:
-        with Image.open(source) as img:
-            img.load()
-            rgb = img.convert('RGB')
-        return np.asarray(rgb, dtype=np.uint8).copy()
-    except _DECODE_ERRORS as err:
-        raise UnreadableImageError(where, f'{type(err).__name__}: {err}') from err
-
-
-def load_rgb(path: str) -> np.ndarray:
-    """Decode ``path`` fully into an HxWx3 uint8 RGB array.
+def load_rgb(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` into an HxWx3 uint8 RGB array (:func:`r2d2lib.datasets.image_io.open_rgb`).
 
     Raises:
-        UnreadableImageError: on any I/O or decoding error, naming ``path``.
+        UnreadableImageError: on any I/O or decoding error, naming ``path``
+            (:class:`ImageTooLargeError` above ``max_pixels``).
     """
-    return _decode(path, path)
+    return image_io.load_rgb(path, max_pixels, str(path))
 
 
-def decode_rgb(data: bytes, where: str) -> np.ndarray:
+def decode_rgb(data: bytes, where: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, ...) into RGB; errors name ``where``."""
-    return _decode(io.BytesIO(data), where)
+    return image_io.load_rgb(data, max_pixels, where)
 
 
 def read_tsv_image_bytes(tsv_file: str, offset: int, image_id: Optional[str] = None,
@@ -131,11 +107,21 @@ class LoadImage(BaseTransform):
       ``results['image_id']``, if present, must match the line's id;
     * ``results['img_path']``: an image file.
 
-    Adds ``img`` (HxWx3, RGB), ``img_shape`` and ``ori_shape`` ((H, W)).
-    Unreadable images raise :class:`UnreadableImageError` naming
-    ``img_path``; the datasets skip them in training and fail loudly in test
-    mode.
+    Decoding is :func:`r2d2lib.datasets.image_io.open_rgb` (EXIF orientation, 16/32-bit and
+    float modes scaled to 8 bits, alpha on white, palette and CMYK converted). Adds ``img``
+    (HxWx3, RGB), ``img_shape`` and ``ori_shape`` ((H, W)). Unreadable images raise
+    :class:`UnreadableImageError` naming ``img_path``, images of more than ``max_pixels``
+    pixels :class:`ImageTooLargeError` (before decoding); the datasets skip both in training
+    (counted in the data report) and fail loudly in test mode.
+
+    Args:
+        max_pixels: the pixel limit (width * height); None: no limit.
     """
+
+    def __init__(self, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
+        if max_pixels is not None and int(max_pixels) <= 0:
+            raise ValueError(f'LoadImage: max_pixels must be positive or None, got {max_pixels!r}')
+        self.max_pixels = None if max_pixels is None else int(max_pixels)
 
     def transform(self, results: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """Load the record's image (bytes, TSV line or file)."""
@@ -145,11 +131,12 @@ class LoadImage(BaseTransform):
             image_id = results.get('image_id')
             data = read_tsv_image_bytes(results['img_file'], int(results['img_offset']),
                                         None if image_id is None else str(image_id), where)
-        img = load_rgb(results['img_path']) if data is None else decode_rgb(data, where)
+        source = results['img_path'] if data is None else data
+        img = image_io.load_rgb(source, self.max_pixels, where)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
         return results
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}()'
+        return f'{self.__class__.__name__}(max_pixels={self.max_pixels})'

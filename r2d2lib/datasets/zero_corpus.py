@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 from r2d2lib.registry import DATASETS
 
 from .annotation_files import iter_json_lines
-from .base import ImageTextDataset, PairCollector, annotation_error
+from .base import ImageTextDataset, PairCollector, annotation_error, check_unicode
 from .text_choice import SharedEpoch, choose_text
 
 TEXT_FIELDS = ('title', 'content', 'query')
@@ -145,10 +145,13 @@ class ZeroCorpusDataset(ImageTextDataset):
             entry = normalise_row(row, where, lineno)
             keep = [i for i, s in enumerate(entry['text_sources']) if s in self.text_fields]
             texts = [entry['texts'][i] for i in keep]
+            for text in texts:
+                check_unicode(text, where, lineno)
             if not texts:
-                collector.drop_empty_caption()
+                collector.drop_empty_caption(lineno, where)
                 continue
             collector.add_pair(self.image_path(entry['image_path'].strip()), texts[0],
+                               lineno=lineno, where=where,
                                texts=texts, text_sources=[entry['text_sources'][i] for i in keep],
                                show=entry['show'], click=entry['click'], url=entry['url'])
 

@@ -28,13 +28,17 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from r2d2lib.registry import DATASETS
 
-from .base import MAX_LOGGED_PATHS, warn
+from .base import MAX_LOGGED_PATHS, check_unicode, warn
+from .data_report import Event, attach_skips
+from .image_io import UnreadableImageError
 from .text_choice import SharedEpoch, choose_text
-from .transforms import UnreadableImageError
 from .zero_corpus import TEXT_FIELDS, normalise_row
 
 SHARD_STRIDE = 1_000_000  # more samples than any shard holds (img2dataset writes 10,000)
 IMAGE_EXTENSIONS = ('jpg', 'jpeg', 'png', 'webp')
+# data report row of each skip counter
+_CATEGORIES = dict(num_corrupt_samples='corrupt', num_unreadable_images='unreadable',
+                   num_empty_captions='empty_caption')
 _RANGE = re.compile(r'\{(\d+)\.\.(\d+)\}')
 _CHOICES = re.compile(r'\{([^{}]*,[^{}]*)\}')
 
@@ -158,6 +162,7 @@ class ZeroCorpusShardDataset(IterableDataset):
         self.num_corrupt_samples = 0
         self.num_unreadable_images = 0
         self.num_empty_captions = 0
+        self._pending_skips: List[Event] = []
 
     @property
     def metainfo(self) -> dict:
@@ -200,6 +205,8 @@ class ZeroCorpusShardDataset(IterableDataset):
             for shard_index, path in self.shards_for(epoch, consumer, consumers):
                 for sample in self._iter_shard(shard_index, path, epoch):
                     produced += 1
+                    if self._pending_skips and attach_skips(sample, self._pending_skips):
+                        self._pending_skips = []
                     yield sample
             if not self.repeat:
                 return
@@ -209,9 +216,10 @@ class ZeroCorpusShardDataset(IterableDataset):
                 return
             epoch += 1
 
-    def _skip(self, counter: str, where: str, reason: str) -> None:
+    def _skip(self, counter: str, where: str, reason: str, category: Optional[str] = None) -> None:
         """Count and log one skipped sample (every one up to a limit, then every 1000th)."""
         setattr(self, counter, getattr(self, counter) + 1)
+        self._pending_skips.append((category or _CATEGORIES[counter], where, reason))
         total = self.num_corrupt_samples + self.num_unreadable_images + self.num_empty_captions
         if total <= MAX_LOGGED_PATHS or total % 1000 == 0:
             warn(f'skipping {where}: {reason} ({self.num_corrupt_samples} corrupt, '
@@ -250,6 +258,8 @@ class ZeroCorpusShardDataset(IterableDataset):
                 return None
         try:
             entry = normalise_row(meta, where + '.json', None, require_image=False)
+            for text in entry['texts']:
+                check_unicode(text, where + '.json', None)
         except ValueError as err:
             self._skip('num_corrupt_samples', where, str(err))
             return None
@@ -273,5 +283,5 @@ class ZeroCorpusShardDataset(IterableDataset):
         except UnreadableImageError as err:
             if self.test_mode:
                 raise
-            self._skip('num_unreadable_images', err.path, err.reason)
+            self._skip('num_unreadable_images', err.path, err.reason, err.category)
             return None

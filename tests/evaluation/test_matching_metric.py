@@ -38,3 +38,16 @@ def test_metric_over_batches_auc_and_accuracy():
     # AUC: 0.9 beats both negatives, 0.4 beats 0.2 only -> 3 of 4; accuracy (>= 0.5 matched):
     # 0.9 right, 0.4 wrong, 0.5 wrong, 0.2 right -> 50%
     assert metrics == pytest.approx({'matching/AUC': 75.0, 'matching/accuracy': 50.0})
+
+
+def test_nan_or_infinite_scores_are_an_error_naming_how_many():
+    """Before: roc_auc gave 0.0 for NaN scores (sklearn raises) and the metric a meaningless AUC."""
+    scores = torch.tensor([0.9, float('nan'), 0.2, float('inf'), float('nan'), 0.4])
+    labels = torch.tensor([1, 1, 0, 0, 1, 0])
+    with pytest.raises(ValueError, match=r'3 of 6 matching scores are not finite \(2 NaN, 1 infinite\)'):
+        roc_auc(scores, labels)
+    metric = MatchingMetric()
+    metric.process(None, [dict(score=s, label=int(y)) for s, y in zip(scores.tolist(), labels.tolist())])
+    with pytest.raises(ValueError, match=r'3 of 6 matching scores are not finite'):
+        metric.evaluate(6)
+    assert roc_auc(scores[[0, 2, 5]], labels[[0, 2, 5]]) == 1.0  # the finite ones alone are fine

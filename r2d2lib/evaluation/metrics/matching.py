@@ -8,6 +8,17 @@ from torch import Tensor
 from r2d2lib.registry import METRICS
 
 
+def check_finite(scores: Tensor) -> None:
+    """Raise ``ValueError`` naming how many of ``scores`` are NaN and how many infinite."""
+    scores = torch.as_tensor(scores)
+    num_nan = int(torch.isnan(scores).sum())
+    num_inf = int(torch.isinf(scores).sum())
+    if num_nan or num_inf:
+        raise ValueError(f'{num_nan + num_inf} of {scores.numel()} matching scores are not finite '
+                         f'({num_nan} NaN, {num_inf} infinite): the model produced invalid scores '
+                         '(an fp16 overflow?), so no AUC or accuracy can be computed')
+
+
 def roc_auc(scores: Tensor, labels: Tensor) -> float:
     """Area under the ROC curve of ``scores`` for binary ``labels``, tie-aware.
 
@@ -16,12 +27,15 @@ def roc_auc(scores: Tensor, labels: Tensor) -> float:
     what ``sklearn.metrics.roc_auc_score`` computes. Computed in float64.
 
     Raises:
-        ValueError: if the labels are not all 0/1 or one class is absent.
+        ValueError: if a score is NaN or infinite (naming how many: an fp16 overflow in a
+            matching head would otherwise give a meaningless AUC), the labels are not all 0/1
+            or one class is absent.
     """
     scores = torch.as_tensor(scores).reshape(-1).double().cpu()
     labels = torch.as_tensor(labels).reshape(-1).long().cpu()
     if scores.shape != labels.shape:
         raise ValueError(f'{scores.numel()} scores but {labels.numel()} labels')
+    check_finite(scores)
     if labels.numel() and not bool(((labels == 0) | (labels == 1)).all()):
         raise ValueError(f'labels must be 0 or 1, got values {labels.unique().tolist()}')
     num_pos = int(labels.sum())
@@ -47,7 +61,8 @@ class MatchingMetric(BaseMetric):
     ranks (in dataset order, sampler padding removed) before
     :meth:`compute_metrics`.
 
-    Keys: ``AUC`` and ``accuracy`` (``matching/AUC`` with the default prefix).
+    Keys: ``AUC`` and ``accuracy`` (``matching/AUC`` with the default prefix). A NaN or
+    infinite score is a ``ValueError`` naming how many (accuracy would count it as unmatched).
 
     Args:
         threshold (float): Score at and above which a pair counts as matched.
@@ -73,6 +88,7 @@ class MatchingMetric(BaseMetric):
             raise ValueError('MatchingMetric got no pairs')
         scores = torch.tensor([r[0] for r in results], dtype=torch.float64)
         labels = torch.tensor([r[1] for r in results], dtype=torch.long)
+        check_finite(scores)
         predicted = (scores >= self.threshold).long()
         return dict(AUC=100.0 * roc_auc(scores, labels),
                     accuracy=100.0 * float((predicted == labels).double().mean()))

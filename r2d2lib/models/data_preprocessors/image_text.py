@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -10,10 +10,13 @@ from mmengine.model import BaseDataPreprocessor
 from PIL import Image
 from torch import Tensor
 
+from r2d2lib.datasets.image_io import to_rgb
 from r2d2lib.registry import MODELS
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: truncated texts kept (shortened) in ``truncated_examples``
+MAX_TRUNCATED_EXAMPLES = 5
 
 
 def build_tokenizer(cfg: dict):
@@ -56,6 +59,26 @@ def build_tokenizer(cfg: dict):
     return tokenizer
 
 
+def check_texts(texts: Sequence[Any]) -> None:
+    """Refuse what cannot be tokenised faithfully, naming the text's index.
+
+    Raises:
+        TypeError: a text is not a str.
+        ValueError: a text is empty or whitespace only, or not valid Unicode (a lone surrogate).
+    """
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f'text {index} is a {type(text).__name__}, not a str: {text!r:.60}')
+        try:
+            text.encode('utf-8')
+        except UnicodeEncodeError as err:
+            raise ValueError(f'text {index} is not valid Unicode: character {err.start} is a lone '
+                             f'surrogate {text[err.start]!r} (in {text[:40]!r})') from None
+        if not text.strip():
+            raise ValueError(f'text {index} is empty{" (whitespace only)" if text else ""}: '
+                             'there is nothing to encode')
+
+
 @MODELS.register_module()
 class ImageTextDataPreprocessor(BaseDataPreprocessor):
     """Normalise images with the CLIP mean/std and tokenise the captions of a batch.
@@ -68,6 +91,14 @@ class ImageTextDataPreprocessor(BaseDataPreprocessor):
     The tokenizer is built on first use, so building a model never downloads.
     Texts are padded to ``max_length`` (64, as the official code) so that hidden
     states of every rank have the same length and can be gathered.
+
+    Text hygiene (:meth:`tokenize`, used by training, evaluation and the inferencer): a text
+    that is not a str, not valid Unicode (a lone surrogate) or empty / whitespace-only is a
+    ``TypeError`` / ``ValueError`` naming its index; special tokens typed in a text (``[SEP]``,
+    ``[MASK]``, ...) are tokenised as the characters they are, never as the special tokens;
+    a text longer than ``max_length`` tokens is cut, and counted: ``num_truncated`` (this
+    process, since construction) and ``truncated_examples`` (the first few, shortened), which
+    the data report logs (:class:`~r2d2lib.datasets.data_report.DataReportHook`).
 
     Args:
         image_size: side of the square model input (``preprocess`` resizes to it).
@@ -86,6 +117,8 @@ class ImageTextDataPreprocessor(BaseDataPreprocessor):
         self.tokenizer_cfg = dict(tokenizer or dict(name_or_path='hfl/chinese-roberta-wwm-ext'))
         self.max_length = max_length
         self._tokenizer = None
+        self.num_truncated = 0
+        self.truncated_examples: List[str] = []
 
     @property
     def tokenizer(self):
@@ -95,24 +128,52 @@ class ImageTextDataPreprocessor(BaseDataPreprocessor):
         return self._tokenizer
 
     def tokenize(self, texts: List[str]) -> dict:
-        """Texts -> ``dict(input_ids, attention_mask)`` [B, max_length] on this module's device."""
+        """Texts -> ``dict(input_ids, attention_mask)`` [B, max_length] on this module's device.
+
+        ``[CLS] text [SEP]``, cut to ``max_length`` tokens and padded. See the class doc for
+        what is refused (with the text's index) and what is counted.
+        """
         if isinstance(texts, str):
             texts = [texts]
-        encoded = self.tokenizer(list(texts), padding='max_length', truncation=True,
-                                 max_length=self.max_length, return_tensors='pt')
-        return dict(input_ids=encoded['input_ids'].to(self.device),
-                    attention_mask=encoded['attention_mask'].to(self.device))
+        texts = list(texts)
+        check_texts(texts)
+        tokenizer = self.tokenizer
+        # split_special_tokens: '[SEP]' typed by a user is the five characters, not token 102.
+        pieces = tokenizer(texts, add_special_tokens=False, truncation=False, padding=False,
+                           split_special_tokens=True, verbose=False)['input_ids']
+        room = self.max_length - 2
+        ids = torch.full((len(texts), self.max_length), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(texts), self.max_length), dtype=torch.long)
+        for row, (text, piece) in enumerate(zip(texts, pieces)):
+            if len(piece) > room:
+                self._count_truncated(text, len(piece))
+                piece = piece[:room]
+            tokens = [tokenizer.cls_token_id, *piece, tokenizer.sep_token_id]
+            ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            mask[row, :len(tokens)] = 1
+        return dict(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+
+    def _count_truncated(self, text: str, num_tokens: int) -> None:
+        self.num_truncated += 1
+        shown = text if len(text) <= 40 else text[:40] + '...'
+        example = f'{shown!r} ({len(text)} characters, {num_tokens + 2} tokens)'
+        if len(self.truncated_examples) < MAX_TRUNCATED_EXAMPLES and example not in self.truncated_examples:
+            self.truncated_examples.append(example)
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (or 0-255 float) RGB [B, 3, H, W] -> normalised float pixels."""
         return (images.float() - self.mean) / self.std
 
     def preprocess(self, images: List[Image.Image]) -> Tensor:
-        """PIL images -> normalised pixels: RGB, resized (not cropped) to ``image_size``, bicubic."""
+        """PIL images -> normalised pixels: RGB, resized (not cropped) to ``image_size``, bicubic.
+
+        Converted to RGB by :func:`r2d2lib.datasets.image_io.to_rgb` (EXIF orientation, 16-bit
+        and float modes scaled, alpha composited on white), as every image r2d2lib reads.
+        """
         if isinstance(images, Image.Image):
             images = [images]
         size = (self.image_size, self.image_size)
-        arrays = [np.asarray(im.convert('RGB').resize(size, Image.BICUBIC)) for im in images]
+        arrays = [np.asarray(to_rgb(im).resize(size, Image.BICUBIC)) for im in images]
         pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
         return self.normalize(pixels)
 
