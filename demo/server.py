@@ -17,8 +17,10 @@ from pathlib import Path
 
 import r2d2lib  # noqa: F401  (registers the models)
 from r2d2lib.apis.cli import add_model_arguments, inferencer_from_args
+from r2d2lib.datasets.image_io import DEFAULT_MAX_PIXELS
 
 from .app import create_app
+from .limits import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_WAITING
 from .service import SearchService, find_images
 
 
@@ -33,6 +35,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--glob', default='*', help="file name pattern inside --images (e.g. 'test_*')")
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--port', type=int, default=8000)
+    parser.add_argument('--max-upload-mb', type=float, default=DEFAULT_MAX_UPLOAD_BYTES / (1 << 20),
+                        help='largest upload in MiB; larger ones are answered 413 before they are read '
+                             '(default: %(default)s)')
+    parser.add_argument('--max-pixels', type=int, default=DEFAULT_MAX_PIXELS,
+                        help='largest uploaded image in pixels (width * height); larger ones are answered '
+                             '400 before they are decoded (default: %(default)s)')
+    parser.add_argument('--max-concurrent', type=int, default=DEFAULT_MAX_CONCURRENT,
+                        help='API requests served at once (default: %(default)s)')
+    parser.add_argument('--max-waiting', type=int, default=DEFAULT_MAX_WAITING,
+                        help='API requests queued beyond those; past them, 503 (default: %(default)s)')
     return parser.parse_args(argv)
 
 
@@ -49,7 +61,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     service = build_service(args)
     log(f'serving on http://{args.host}:{args.port}')
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level='warning')
+    app = create_app(service, max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+                     max_pixels=args.max_pixels, max_concurrent=args.max_concurrent,
+                     max_waiting=args.max_waiting)
+    uvicorn.run(app, host=args.host, port=args.port, log_level='warning')
 
 
 if __name__ == '__main__':

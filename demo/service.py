@@ -6,16 +6,17 @@ refuses concurrent use), so every call takes one lock; the web server runs reque
 """
 from __future__ import annotations
 
-import io
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from r2d2lib.apis.inferencer import Gallery, R2D2Inferencer
+from r2d2lib.datasets.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError, UnreadableImageError, open_rgb
+from r2d2lib.models.data_preprocessors.image_text import check_texts
 
 #: file endings read as images when a folder is scanned
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif')
@@ -38,15 +39,22 @@ def find_images(folder: Path, pattern: str = '*') -> List[Path]:
     return paths
 
 
-def read_upload(data: bytes, name: str = 'upload') -> Image.Image:
-    """An uploaded file's bytes as an RGB image; anything else raises :class:`DemoInputError`."""
+def read_upload(data: bytes, name: str = 'upload',
+                max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An uploaded file's bytes as an RGB image; anything else raises :class:`DemoInputError`.
+
+    Decoded by :func:`r2d2lib.datasets.image_io.open_rgb` (EXIF orientation, 16-bit and float
+    modes scaled, alpha composited on white); an image over ``max_pixels`` is refused from its
+    header, before it is decoded (a decompression bomb included).
+    """
     if not data:
         raise DemoInputError(f'{name}: the uploaded file is empty')
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.convert('RGB')
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DemoInputError(f'{name}: not a readable image ({error})') from error
+        return open_rgb(data, max_pixels=max_pixels, where=name)
+    except ImageTooLargeError as error:
+        raise DemoInputError(f'{name}: the image is too large ({error.reason})') from error
+    except UnreadableImageError as error:
+        raise DemoInputError(f'{name}: not a readable image ({error.reason})') from error
 
 
 @dataclass
@@ -91,11 +99,22 @@ class SearchService:
                     embed_dim=int(self.gallery.embeddings.shape[1]),
                     image_size=int(model.data_preprocessor.image_size))
 
+    @staticmethod
+    def check_text(text: str, what: str = 'text') -> str:
+        """``text`` stripped; empty or not encodable (a lone surrogate) raises :class:`DemoInputError`."""
+        text = (text or '').strip()
+        if not text:
+            raise DemoInputError(f'the {what} is empty: type a description'
+                                 f'{" of the image" if what == "query" else " to score against the image"}')
+        try:
+            check_texts([text])
+        except (TypeError, ValueError) as error:
+            raise DemoInputError(f'the {what} cannot be used: {error}') from error
+        return text
+
     def search(self, query: str, top_k: int = 10, rerank_k: int = 0) -> List[SearchHit]:
         """The ``top_k`` images for ``query``; the ``rerank_k`` most similar re-ranked (0: none)."""
-        query = (query or '').strip()
-        if not query:
-            raise DemoInputError('the query is empty: type a description of the image')
+        query = self.check_text(query, 'query')
         if not 1 <= top_k <= MAX_TOP_K:
             raise DemoInputError(f'top_k must be between 1 and {MAX_TOP_K}, got {top_k}')
         if rerank_k < 0:
@@ -113,9 +132,7 @@ class SearchService:
 
     def score(self, image: Image.Image, text: str) -> dict:
         """Matching probability (cross encoders; None for a dual encoder) and cosine similarity."""
-        text = (text or '').strip()
-        if not text:
-            raise DemoInputError('the text is empty: type a description to score against the image')
+        text = self.check_text(text)
         with self.lock:
             image_embed = self.inferencer.encode_images([image], progress=False)[0]
             text_embed = self.inferencer.encode_texts([text], progress=False)[0]
