@@ -190,6 +190,25 @@ class ZeroCorpusShardDataset(IterableDataset):
         return [(int(i), self.shards[i]) for i in order[consumer::num_consumers]]
 
     def __iter__(self) -> Iterator[Any]:
+        """This consumer's samples; the skips made while reading ride with them (``data_skips``).
+
+        One sample is held back until the next is read, so that the skips after the last
+        sample of this consumer travel too (with that last sample).
+        """
+        held = None
+        for sample in self._iter_samples():
+            if held is not None:
+                yield self._with_skips(held)
+            held = sample
+        if held is not None:
+            yield self._with_skips(held)
+
+    def _with_skips(self, sample: Any) -> Any:
+        if self._pending_skips and attach_skips(sample, self._pending_skips):
+            self._pending_skips = []
+        return sample
+
+    def _iter_samples(self) -> Iterator[Any]:
         worker = get_worker_info()
         num_workers, worker_id = (1, 0) if worker is None else (worker.num_workers, worker.id)
         consumers = self.world_size * num_workers
@@ -205,8 +224,6 @@ class ZeroCorpusShardDataset(IterableDataset):
             for shard_index, path in self.shards_for(epoch, consumer, consumers):
                 for sample in self._iter_shard(shard_index, path, epoch):
                     produced += 1
-                    if self._pending_skips and attach_skips(sample, self._pending_skips):
-                        self._pending_skips = []
                     yield sample
             if not self.repeat:
                 return

@@ -14,9 +14,12 @@ from mmengine.logging import MMLogger
 from torch.utils.data import DataLoader
 
 from r2d2lib.datasets.data_report import REPORT_FILE, DataReport, DataReportHook, sample_skips
+from r2d2lib.datasets.zero_shards import ZeroCorpusShardDataset
 from r2d2lib.engine import StrictRunner
 from r2d2lib.registry import DATASETS
 
+from . import miniature as mini
+from .helpers import PIPELINE as SHARD_PIPELINE
 from .hostile import EMPTY_LINES, LONG_CAPTION, write_hostile_corpus
 
 PIPELINE = [dict(type='LoadImage', max_pixels=50_000),
@@ -125,3 +128,18 @@ def test_hook_counts_the_truncations_of_training_only(corpus, tiny_model_cfg, tm
     hook.after_train_epoch(Runner)
     total = json.loads((tmp_path / REPORT_FILE).read_text())['total']
     assert total['truncated']['count'] == 1 and total['empty_caption']['count'] == 2
+
+
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_shard_skips_reach_the_main_process_even_after_the_last_sample(tmp_path, num_workers):
+    """Shard 0 ends with three bad samples; its worker has no later sample to carry them but its last."""
+    kw = mini.write_zero_shards(tmp_path, num_shards=2, samples_per_shard=3, corrupt=True)['train']
+    ds = ZeroCorpusShardDataset(**kw, pipeline=SHARD_PIPELINE, repeat=False, rank=0, world_size=1,
+                                shuffle_shards=False)
+    report = DataReport()
+    loader = DataLoader(ds, batch_size=None, num_workers=num_workers, collate_fn=lambda x: x)
+    assert len([report.add_events(sample_skips(s['data_samples'])) for s in loader]) == 6
+    shard0 = str(tmp_path / 'shards' / '00000.tar')
+    assert report.counts['unreadable'] == 1 and report.examples['unreadable'] == [f'{shard0}:000000003']
+    assert report.counts['corrupt'] == 2
+    assert sorted(report.examples['corrupt']) == [f'{shard0}:000000004.json', f'{shard0}:000000005']

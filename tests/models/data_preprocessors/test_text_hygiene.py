@@ -59,3 +59,20 @@ def test_truncation_is_counted_with_examples(preprocessor):
 def test_bad_texts_are_refused_naming_the_index(preprocessor, texts, error, match):
     with pytest.raises(error, match=match):
         preprocessor.tokenize(texts)
+
+
+def test_the_inferencer_refuses_empty_texts(tiny_model_cfg, toy_data):
+    """Through tokenize: score and search raise ValueError instead of scoring '[CLS][SEP]'."""
+    from PIL import Image
+
+    from r2d2lib.apis.inferencer import R2D2Inferencer
+    from r2d2lib.registry import MODELS
+    torch.manual_seed(0)
+    inferencer = R2D2Inferencer(MODELS.build({**tiny_model_cfg, '_scope_': 'r2d2lib'}))
+    image = Image.new('RGB', (32, 32), (200, 30, 30))
+    with pytest.raises(ValueError, match='text 1 is empty'):
+        inferencer.score([image, image], ['红色的圆形', ''], progress=False)
+    gallery = inferencer.build_gallery(images=[image], progress=False)
+    with pytest.raises(ValueError, match=r'text 0 is empty \(whitespace only\)'):
+        inferencer.search(' \t', gallery, top_k=1, query_kind='text', progress=False)
+    assert len(inferencer.search('红色', gallery, top_k=1, query_kind='text', progress=False)) == 1
