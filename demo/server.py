@@ -6,7 +6,9 @@
     python -m demo.server --model <from_pretrained folder | Hub id | model-zoo name> --images <folder>
 
 ``make web-demo`` runs the first form on the demo model (training it first if needed).
-Then open http://127.0.0.1:8000.
+Then open http://127.0.0.1:8000. Limits against hostile input (see demo/limits.py):
+``--max-upload-mb`` (413 past it, before the body is read), ``--max-pixels`` (400 past it,
+before the image is decoded), ``--max-concurrent`` and ``--max-waiting`` (503 past both).
 """
 from __future__ import annotations
 
