@@ -5,7 +5,6 @@ DecompressionBombError uncaught), a 144-megapixel PNG was decoded in full, uploa
 limit, an RGBA upload was scored on its hidden colours, and nothing bounded concurrency.
 """
 import asyncio
-import copy
 import io
 
 import numpy as np
@@ -19,16 +18,13 @@ from demo.limits import ConcurrencyLimitMiddleware, UploadLimitMiddleware
 from demo.service import SearchService, find_images
 from r2d2lib.apis.inferencer import R2D2Inferencer
 from r2d2lib.registry import MODELS
-from tests.conftest import TINY_MODEL
 from tests.datasets.hostile import HIDDEN_GREEN, png_header_bomb, png_zeros
 
 
-@pytest.fixture(scope='module')
-def service(toy_data):
-    cfg = copy.deepcopy(TINY_MODEL)
-    cfg['data_preprocessor']['tokenizer']['vocab_file'] = str(toy_data / 'vocab.txt')
+@pytest.fixture
+def service(tiny_model_cfg, toy_data):
     torch.manual_seed(0)
-    model = MODELS.build({**cfg, '_scope_': 'r2d2lib'})
+    model = MODELS.build({**tiny_model_cfg, '_scope_': 'r2d2lib'})
     return SearchService(R2D2Inferencer(model), find_images(toy_data / 'images', 'test_*'),
                          log=lambda message: None)
 
