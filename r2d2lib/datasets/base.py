@@ -241,9 +241,9 @@ class SkipUnreadableDataset(BaseDataset):
         except UnreadableImageError as err:
             if self.test_mode:
                 source = self.ann_file or self.data_root
-                raise UnreadableImageError(
+                raise type(err)(
                     err.path, f'{err.reason} (record {idx} of {source}; test mode does not skip images, '
-                    'as that would bias the evaluation: fix or remove this image)') from err
+                    'as that would bias the evaluation: fix or remove this image)', err.category) from err
             self._unreadable_paths.add(err.path)
             self.num_unreadable_images += 1
             self._pending_skips.append((err.category, err.path, err.reason))

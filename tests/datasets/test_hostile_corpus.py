@@ -14,6 +14,7 @@ from mmengine.logging import MMLogger
 from torch.utils.data import DataLoader
 
 from r2d2lib.datasets.data_report import REPORT_FILE, DataReport, DataReportHook, sample_skips
+from r2d2lib.datasets.image_io import ImageTooLargeError, UnreadableImageError
 from r2d2lib.datasets.zero_shards import ZeroCorpusShardDataset
 from r2d2lib.engine import StrictRunner
 from r2d2lib.registry import DATASETS
@@ -143,3 +144,23 @@ def test_shard_skips_reach_the_main_process_even_after_the_last_sample(tmp_path,
     assert report.counts['unreadable'] == 1 and report.examples['unreadable'] == [f'{shard0}:000000003']
     assert report.counts['corrupt'] == 2
     assert sorted(report.examples['corrupt']) == [f'{shard0}:000000004.json', f'{shard0}:000000005']
+
+
+def test_in_test_mode_every_usable_image_loads_and_every_bad_one_is_an_error_naming_it(corpus):
+    ds = build(corpus, test_mode=True)
+    outcomes = {}
+    for index in range(len(ds)):
+        name = ds.get_data_info(index)['img_path'].rsplit('/', 1)[-1]
+        try:
+            ds[index]
+            outcomes[name] = 'ok'
+        except UnreadableImageError as error:
+            assert name in str(error) and f'record {index} of' in str(error)
+            outcomes[name] = type(error).__name__
+    assert outcomes == {
+        'plain.png': 'ok', 'grey16.png': 'ok', 'rotated.png': 'ok', 'transparent.png': 'ok',
+        'palette_transparent.png': 'ok', 'float.tiff': 'ok', 'int32.tiff': 'ok', 'cmyk.jpg': 'ok',
+        'half_alpha.png': 'ok', 'truncated.png': 'UnreadableImageError',
+        'not_image.jpg': 'UnreadableImageError', 'big.png': 'ImageTooLargeError',
+        'bomb_header.png': 'ImageTooLargeError'}
+    assert issubclass(ImageTooLargeError, UnreadableImageError)
