@@ -16,7 +16,7 @@ from PIL import Image
 
 from r2d2lib.apis.inferencer import Gallery, R2D2Inferencer
 from r2d2lib.datasets.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError, UnreadableImageError, open_rgb
-from r2d2lib.models.data_preprocessors.image_text import check_texts
+from r2d2lib.datasets.text_hygiene import check_texts
 
 #: file endings read as images when a folder is scanned
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif')

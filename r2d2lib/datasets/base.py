@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from .data_report import DataReport, Event, attach_skips
 from .image_io import UnreadableImageError
+from .text_hygiene import invalid_unicode
 
 MAX_LOGGED_PATHS = 20
 PROGRESS_MIN_BYTES = 64 << 20  # annotation files at least this large show a progress bar
@@ -53,12 +54,9 @@ def annotation_error(source: str, lineno: Optional[int], problem: str) -> ValueE
 
 def check_unicode(text: str, source: str, lineno: Optional[int]) -> None:
     """Raise ``ValueError`` (file, line) if ``text`` holds a lone surrogate (not encodable text)."""
-    try:
-        text.encode('utf-8')
-    except UnicodeEncodeError as err:
-        raise annotation_error(source, lineno, f'the caption is not valid Unicode: character '
-                                               f'{err.start} is a lone surrogate {text[err.start]!r} '
-                                               f'(in {text[:40]!r})') from None
+    why = invalid_unicode(text)
+    if why is not None:
+        raise annotation_error(source, lineno, f'the caption is not valid Unicode: {why}')
 
 
 def place(source: str, lineno: Optional[int]) -> str:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -11,12 +11,15 @@ from PIL import Image
 from torch import Tensor
 
 from r2d2lib.datasets.image_io import to_rgb
+from r2d2lib.datasets.text_hygiene import check_texts
 from r2d2lib.registry import MODELS
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 #: truncated texts kept (shortened) in ``truncated_examples``
 MAX_TRUNCATED_EXAMPLES = 5
+
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'ImageTextDataPreprocessor', 'build_tokenizer', 'check_texts']
 
 
 def build_tokenizer(cfg: dict):
@@ -57,26 +60,6 @@ def build_tokenizer(cfg: dict):
     if len(tokenizer) != len(vocab):
         raise RuntimeError(f'tokenizer has {len(tokenizer)} tokens but {vocab_file} lists {len(vocab)}')
     return tokenizer
-
-
-def check_texts(texts: Sequence[Any]) -> None:
-    """Refuse what cannot be tokenised faithfully, naming the text's index.
-
-    Raises:
-        TypeError: a text is not a str.
-        ValueError: a text is empty or whitespace only, or not valid Unicode (a lone surrogate).
-    """
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f'text {index} is a {type(text).__name__}, not a str: {text!r:.60}')
-        try:
-            text.encode('utf-8')
-        except UnicodeEncodeError as err:
-            raise ValueError(f'text {index} is not valid Unicode: character {err.start} is a lone '
-                             f'surrogate {text[err.start]!r} (in {text[:40]!r})') from None
-        if not text.strip():
-            raise ValueError(f'text {index} is empty{" (whitespace only)" if text else ""}: '
-                             'there is nothing to encode')
 
 
 @MODELS.register_module()
