@@ -2,12 +2,16 @@
 
     python tools/extract_features.py --checkpoint work_dirs/demo/epoch_8.pth --allow-pickle \
         --images data/toy_shapes/images --texts captions.txt --out work_dirs/features
+    python tools/extract_features.py --model work_dirs/demo/model --images data/toy_shapes/images \
+        --glob 'test_*' --out work_dirs/test_features
     python tools/extract_features.py --model r2d2_vitb_23m --images list.txt --out features
     python tools/extract_features.py --checkpoint ... --dataset configs/demo/r2d2_tiny_shapes.py \
         --split test --out features
 
 Inputs: ``--images`` is a folder (searched recursively for image files, sorted) or a text file
 with one image path per line (relative paths are relative to the list file's folder);
+``--glob PATTERN`` keeps the images whose file name matches it (``fnmatch``: ``'test_*'``,
+``'*.jpg'``), in a folder at any depth or in a list;
 ``--texts`` a UTF-8 file with one text per line (blank lines skipped); ``--dataset`` a config
 whose ``<split>_dataloader.dataset`` is an ICR/IQR JSON-lines dataset: its distinct images
 and all its captions.
@@ -25,6 +29,7 @@ new ``--out`` or pass ``--overwrite``).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import os
@@ -44,11 +49,18 @@ FORMAT_VERSION = 1
 
 
 # ----------------------------------------------------------------------------- inputs
-def images_from_folder(folder: Path) -> List[str]:
-    """Image files under ``folder`` (recursive, by extension), sorted."""
-    paths = sorted(str(p) for p in folder.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def name_matches(path: str, pattern: Optional[str]) -> bool:
+    """Whether the file name of ``path`` matches the ``--glob`` pattern (None: every name does)."""
+    return pattern is None or fnmatch.fnmatchcase(os.path.basename(path), pattern)
+
+
+def images_from_folder(folder: Path, pattern: Optional[str] = None) -> List[str]:
+    """Image files under ``folder`` (recursive, by extension; names matching ``pattern``), sorted."""
+    paths = sorted(str(p) for p in folder.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and name_matches(p.name, pattern))
     if not paths:
-        raise SystemExit(f'{folder} holds no image files ({", ".join(IMAGE_SUFFIXES)})')
+        matching = f' named {pattern!r}' if pattern is not None else ''
+        raise SystemExit(f'{folder} holds no image files{matching} ({", ".join(IMAGE_SUFFIXES)})')
     return paths
 
 
@@ -262,6 +274,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     add_model_arguments(parser)
     parser.add_argument('--images', type=Path, help='image folder, or a file listing image paths')
+    parser.add_argument('--glob', metavar='PATTERN',
+                        help="only the --images whose file name matches, e.g. 'test_*' or '*.jpg'")
     parser.add_argument('--texts', type=Path, help='text file, one text per line')
     parser.add_argument('--dataset', type=Path, help='config of an ICR/IQR dataset: its images and captions')
     parser.add_argument('--split', default='test', help='dataloader of --dataset: train, val or test')
@@ -279,6 +293,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error('--dataset gives both images and texts: do not combine it with --images / --texts')
     if args.shard_size < 1:
         parser.error('--shard-size must be positive')
+    if args.glob is not None and args.images is None:
+        parser.error('--glob filters --images: give --images too')
     return args
 
 
@@ -289,8 +305,12 @@ def collect_inputs(args) -> Dict[str, List[str]]:
     if args.images is not None:
         if not args.images.exists():
             raise SystemExit(f'--images {args.images} does not exist')
-        inputs['images'] = (images_from_folder(args.images) if args.images.is_dir()
-                            else images_from_list(args.images))
+        if args.images.is_dir():
+            inputs['images'] = images_from_folder(args.images, args.glob)
+        else:
+            inputs['images'] = [p for p in images_from_list(args.images) if name_matches(p, args.glob)]
+            if not inputs['images']:
+                raise SystemExit(f'no path in {args.images} has a file name matching {args.glob!r}')
     if args.texts is not None:
         if not args.texts.is_file():
             raise SystemExit(f'--texts {args.texts} does not exist')
