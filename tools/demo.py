@@ -19,6 +19,7 @@ trains configs/demo/r2d2_tiny_shapes_objects.py on one caption per object
 """
 import argparse
 import json
+import os
 import os.path as osp
 import platform
 import shlex
@@ -116,6 +117,10 @@ def build_config(args: argparse.Namespace, config: str = 'r2d2_tiny_shapes',
     cfg.model.data_preprocessor.tokenizer.vocab_file = osp.join(args.data, 'vocab.txt')
     cfg.work_dir = work_dir or args.work_dir
     cfg.randomness.seed = args.seed
+    # Bit-identical reruns (docs/reproducibility.md): torch.use_deterministic_algorithms. Without it,
+    # the backward of advanced indexing (index_put_ with accumulate) adds in thread order on CPU.
+    cfg.randomness.deterministic = True
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')  # what deterministic cuBLAS needs
     cfg.train_cfg.max_epochs = args.epochs
     cfg.train_cfg.val_interval = args.val_interval or cfg.train_cfg.val_interval
     cfg.param_scheduler[-1].end = args.epochs
