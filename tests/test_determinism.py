@@ -27,7 +27,8 @@ def train(toy_data: Path, work_dir: Path, hash_seed: str) -> subprocess.Popen:
     options += [f'model.data_preprocessor.tokenizer.vocab_file={toy_data / "vocab.txt"}',
                 'train_cfg.max_epochs=2', 'default_hooks.checkpoint.interval=2', 'randomness.seed=0',
                 'randomness.deterministic=True', 'log_level=WARNING']
-    env = dict(os.environ, HF_HUB_OFFLINE='1', PYTHONHASHSEED=hash_seed)
+    # CUBLAS_WORKSPACE_CONFIG: deterministic cuBLAS where there is a GPU (tools/demo.py sets it too)
+    env = dict(os.environ, HF_HUB_OFFLINE='1', PYTHONHASHSEED=hash_seed, CUBLAS_WORKSPACE_CONFIG=':4096:8')
     return subprocess.Popen([sys.executable, 'tools/train.py', str(CONFIG), '--work-dir', str(work_dir),
                              '--cfg-options', *options], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
