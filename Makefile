@@ -24,6 +24,7 @@ $(STAMP): setup.py $(LOCK)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r $(LOCK)
 	$(PY) -m pip install --no-deps -e .
+	$(PY) -m pip check  # a requirement added to setup.py but not to the lock fails here: run make lock
 	touch $(STAMP)
 
 install: $(STAMP)
