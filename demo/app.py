@@ -26,7 +26,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from r2d2lib.datasets.image_io import DEFAULT_MAX_PIXELS
+from r2d2lib.io.images import DEFAULT_MAX_PIXELS
 
 from .limits import (
     DEFAULT_MAX_CONCURRENT,

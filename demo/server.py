@@ -19,7 +19,7 @@ from pathlib import Path
 
 import r2d2lib  # noqa: F401  (registers the models)
 from r2d2lib.apis.cli import add_model_arguments, inferencer_from_args
-from r2d2lib.datasets.image_io import DEFAULT_MAX_PIXELS
+from r2d2lib.io.images import DEFAULT_MAX_PIXELS
 
 from .app import create_app
 from .limits import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_WAITING

@@ -15,8 +15,8 @@ from typing import Callable, List, Optional
 from PIL import Image
 
 from r2d2lib.apis.inferencer import Gallery, R2D2Inferencer
-from r2d2lib.datasets.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError, UnreadableImageError, open_rgb
-from r2d2lib.datasets.text_hygiene import check_texts
+from r2d2lib.io.images import DEFAULT_MAX_PIXELS, ImageTooLargeError, UnreadableImageError, open_rgb
+from r2d2lib.io.texts import check_texts
 
 #: file endings read as images when a folder is scanned
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif')
@@ -43,7 +43,7 @@ def read_upload(data: bytes, name: str = 'upload',
                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Image.Image:
     """An uploaded file's bytes as an RGB image; anything else raises :class:`DemoInputError`.
 
-    Decoded by :func:`r2d2lib.datasets.image_io.open_rgb` (EXIF orientation, 16-bit and float
+    Decoded by :func:`r2d2lib.io.images.open_rgb` (EXIF orientation, 16-bit and float
     modes scaled, alpha composited on white); an image over ``max_pixels`` is refused from its
     header, before it is decoded (a decompression bomb included).
     """

@@ -3,7 +3,7 @@
 The kinds mmengine knows (models, datasets, transforms, metrics, hooks, loops)
 are children of mmengine's roots, so the Runner finds them. The component
 families that only r2d2lib composes (encoders, fusions, heads, losses, queues,
-distillers) are roots of their own: mmengine allows one child per scope
+distillers, objectives) are roots of their own: mmengine allows one child per scope
 under a parent, and these are built by the models, never by the Runner.
 
 Components register under their class name; configs refer to them with
@@ -38,6 +38,8 @@ LOSSES = Registry('loss', scope='r2d2lib',
 QUEUES = Registry('queue', scope='r2d2lib', locations=['r2d2lib.models.queues'])
 # Momentum teachers and distillation state.
 DISTILLERS = Registry('distiller', scope='r2d2lib', locations=['r2d2lib.models.distillers'])
+# Training objectives: a model's losses, teacher, queues and their weights (model.objective).
+OBJECTIVES = Registry('objective', scope='r2d2lib', locations=['r2d2lib.models.objectives'])
 # Datasets (retrieval annotations, the toy shapes corpus, ...).
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='r2d2lib',
                     locations=['r2d2lib.datasets'])
@@ -49,7 +51,7 @@ METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='r2d2lib',
                    locations=['r2d2lib.evaluation'])
 # Training and evaluation hooks.
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='r2d2lib',
-                 locations=['r2d2lib.engine'])
+                 locations=['r2d2lib.engine', 'r2d2lib.datasets.data_report'])
 # Training, validation and test loops.
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='r2d2lib',
                  locations=['r2d2lib.engine'])

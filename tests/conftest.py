@@ -31,6 +31,8 @@ TINY_MODEL = dict(
     text_image_encoder=dict(type='CrossEncoder', width=32, kv_width=48, num_layers=1, num_heads=2),
     image_text_encoder=dict(type='CrossEncoder', width=32, kv_width=32, num_layers=1, num_heads=2),
     embed_dim=24,
+    # GCPR + FGR
+    objective=dict(type='R2D2Objective', contrastive=dict(type='GCPRLoss'), fgr=dict(type='FGRLoss')),
 )
 
 
@@ -42,12 +44,14 @@ def tiny_model_cfg(toy_data):
     return cfg
 
 
-# The full objective of Eq. 8 on top of TINY_MODEL: TgD (teacher + a 12-slot queue), FgD, MLM with ET.
+# The full objective of Eq. 8 for TINY_MODEL: TgD (teacher + a 12-slot queue), FgD, MLM with ET.
 FULL_OBJECTIVE = dict(
-    contrastive_loss=dict(type='TargetDistillLoss', alpha=0.4),
+    type='R2D2Objective',
+    contrastive=dict(type='TargetDistillLoss', alpha=0.4),
+    fgr=dict(type='FGRLoss'),
     teacher=dict(type='MomentumTeacher', momentum=0.9),
     queue=dict(type='FeatureQueue', size=12, decay=0.99),
-    fgd_loss=dict(type='FeatureDistillLoss'),
+    fgd=dict(type='FeatureGuidedDistiller'),
     mlm_head=dict(type='MLMHead'),
     enhanced_training=True,
 )
@@ -56,7 +60,7 @@ FULL_OBJECTIVE = dict(
 @pytest.fixture
 def tiny_full_cfg(tiny_model_cfg):
     """The tiny R2D2 with the full objective (every loss of Eq. 8, teacher, queue)."""
-    return {**tiny_model_cfg, **copy.deepcopy(FULL_OBJECTIVE)}
+    return {**tiny_model_cfg, 'objective': copy.deepcopy(FULL_OBJECTIVE)}
 
 
 @pytest.fixture

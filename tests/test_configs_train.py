@@ -3,7 +3,7 @@
 Each config under ``configs/`` (``_base_`` and the already tiny ``demo`` left out) keeps its
 structure (loss types, teacher, queue, cross encoders, ratios, weights, optimizer, hooks) and only
 loses width: 32-wide, one-layer towers at 32 px on the toy corpus. Three iterations must log a
-finite ``loss_<name>`` for each of the model's ``loss_weights`` and nothing else, move every
+finite ``loss_<name>`` for each of the objective's ``weights`` and nothing else, move every
 trainable parameter, move the momentum teacher without gradients, fill the queue, and end with
 the config's own validation (re-ranking iff there are cross encoders, ``save_best`` a logged
 metric). The R2D2 ablation configs must differ from R2D2 ViT-L exactly where their names say.
@@ -59,8 +59,8 @@ def shrink_model(model, vocab_file: str) -> None:
         if model.get(key) is not None:
             model[key].update(CROSS)
     model.embed_dim = 16
-    if model.get('queue') is not None:
-        model.queue.size = QUEUE
+    if (model.get('objective') or {}).get('queue') is not None:
+        model.objective.queue.size = QUEUE
     model.data_preprocessor.update(image_size=32, max_length=40)
     # assigned, not merged: ConfigDict.update would keep the config's name_or_path, which wins
     model.data_preprocessor.tokenizer = dict(vocab_file=vocab_file)
@@ -118,9 +118,10 @@ def test_config_trains_at_tiny_size(path, toy_data, pipeline32, tmp_path):
     # exactly the configured losses, logged every iteration, finite
     logged = {key[len('train/'):] for key in runner.message_hub.log_scalars
               if key.startswith('train/loss_')}
-    assert logged == {f'loss_{name}' for name in model.loss_weights}
-    if cfg.model.get('loss_weights') is not None:
-        assert set(model.loss_weights) == set(cfg.model.loss_weights)
+    objective, objective_cfg = model.objective, cfg.model.objective
+    assert logged == {f'loss_{name}' for name in objective.weights}
+    if objective_cfg.get('weights') is not None:
+        assert set(objective.weights) == set(objective_cfg.weights)
     for key in logged | {'loss'}:
         values, _ = runner.message_hub.get_scalar(f'train/{key}').data
         assert len(values) == ITERS and all(math.isfinite(v) for v in values), (key, values)
@@ -149,14 +150,14 @@ def test_config_trains_at_tiny_size(path, toy_data, pipeline32, tmp_path):
             assert not param.requires_grad and param.grad is None, key
             assert torch.equal(param, snapshot.params[f'image_encoder.{key}']), key
 
-    if model.teacher is None:
-        assert cfg.model.get('teacher') is None
+    if objective.teacher is None:
+        assert objective_cfg.get('teacher') is None
     else:
-        assert cfg.model.get('teacher') is not None
-        students = model.momentum_students()
+        assert objective_cfg.get('teacher') is not None
+        students = objective.momentum_students(model)
         assert 'image_encoder' not in students or not model.image_encoder.frozen
-        assert set(model.teacher.teachers) == set(students)
-        teacher_params = dict(model.teacher.named_parameters(prefix='teacher'))
+        assert set(objective.teacher.teachers) == set(students)
+        teacher_params = dict(objective.teacher.named_parameters(prefix='objective.teacher'))
         for key, param in teacher_params.items():
             assert not param.requires_grad and param.grad is None, key
         moved = [k for k, p in teacher_params.items() if not torch.equal(p, snapshot.params[k])]
@@ -164,20 +165,20 @@ def test_config_trains_at_tiny_size(path, toy_data, pipeline32, tmp_path):
         # started equal to its students (init_weights syncs them), now lags behind them
         for name, student in students.items():
             for key, param in student.named_parameters():
-                start = snapshot.params[f'teacher.teachers.{name}.{key}']
+                start = snapshot.params[f'objective.teacher.teachers.{name}.{key}']
                 assert torch.equal(start, snapshot.params[f'{name}.{key}']), (name, key)
-        prefix = 'teacher.teachers.'
+        prefix = 'objective.teacher.teachers.'
         assert any(not torch.equal(params[k], params[k[len(prefix):]]) for k in moved)
 
-    if model.queue is None:
-        assert cfg.model.get('queue') is None
+    queue = getattr(objective, 'queue', None)
+    if queue is None:
+        assert objective_cfg.get('queue') is None
     else:
-        assert model.queue.size == QUEUE
-        assert int(model.queue.ptr) == (ITERS * BATCH) % QUEUE == 0
-        assert bool((model.queue.image_ids >= 0).all())
-        assert torch.allclose(model.queue.weights.sort().values,
-                              torch.tensor([model.queue.decay ** i for i in (2, 1, 0)])
-                              .repeat_interleave(BATCH))
+        assert queue.size == QUEUE
+        assert int(queue.ptr) == (ITERS * BATCH) % QUEUE == 0
+        assert bool((queue.image_ids >= 0).all())
+        assert torch.allclose(queue.weights.sort().values,
+                              torch.tensor([queue.decay ** i for i in (2, 1, 0)]).repeat_interleave(BATCH))
 
 
 def model_of(name: str) -> dict:
@@ -187,29 +188,29 @@ def model_of(name: str) -> dict:
 def test_ablations_differ_from_r2d2_exactly_where_named():
     assert {p.stem for p in ABLATIONS} == {'wo_et', 'wo_twd', 'wo_tgd', 'wo_fgd', 'r2d2_clip'}
     full = model_of('vitl_2.3m.py')
-    assert full['type'] == 'R2D2Model' and full['enhanced_training'] is True
-    assert full['contrastive_loss']['type'] == 'TargetDistillLoss'
-    assert full['teacher'] is not None and full['queue'] is not None and full['fgd_loss'] is not None
-    gcpr = dict(type='GCPRLoss', temperature=0.07, temperature_range=(0.001, 0.5))
+    objective = full['objective']
+    assert full['type'] == 'R2D2Model' and objective['type'] == 'R2D2Objective'
+    assert objective['enhanced_training'] is True
+    assert objective['contrastive']['type'] == 'TargetDistillLoss'
+    assert all(objective[key] is not None for key in ('teacher', 'queue', 'fgd'))
+    gcpr = dict(type='GCPRLoss')
     three_losses = dict(gcpr=1.0, fgr=1.0, mlm=1.0)
     expected = {
         'wo_et': dict(enhanced_training=False),
-        'wo_twd': dict(contrastive_loss=gcpr, teacher=None, queue=None, fgd_loss=None,
-                       loss_weights=three_losses),
-        'wo_tgd': dict(contrastive_loss=gcpr, queue=None),
-        'wo_fgd': dict(fgd_loss=None, loss_weights=three_losses),
+        'wo_twd': dict(contrastive=gcpr, teacher=None, queue=None, fgd=None, weights=three_losses),
+        'wo_tgd': dict(contrastive=gcpr, queue=None),
+        'wo_fgd': dict(fgd=None, weights=three_losses),
     }
     for name, changes in expected.items():
         model = model_of(f'ablation/{name}.py')
-        assert model == {**full, **changes}, name
-    assert model_of('ablation/wo_tgd.py')['teacher'] == full['teacher']
-    assert model_of('ablation/wo_fgd.py')['contrastive_loss'] == full['contrastive_loss']
+        assert model == {**full, 'objective': {**objective, **changes}}, name  # the architecture is R2D2's
+    assert model_of('ablation/wo_tgd.py')['objective']['teacher'] == objective['teacher']
+    assert model_of('ablation/wo_fgd.py')['objective']['contrastive'] == objective['contrastive']
 
     clip = model_of('ablation/r2d2_clip.py')
     assert clip['type'] == 'DualEncoderModel'
-    assert clip['contrastive_loss'] == gcpr
-    assert {'teacher', 'queue', 'fgd_loss', 'text_image_encoder', 'image_text_encoder', 'mlm_head',
-            'fgr_loss'}.isdisjoint(clip)
+    assert clip['objective'] == dict(type='ContrastiveObjective', contrastive=gcpr)
+    assert {'text_image_encoder', 'image_text_encoder'}.isdisjoint(clip)
     # the dual-encoder part is R2D2 ViT-L's
     for key in ('data_preprocessor', 'image_encoder', 'text_encoder', 'embed_dim', 'projection_head'):
         assert clip[key] == full[key], key

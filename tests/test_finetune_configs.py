@@ -78,16 +78,18 @@ def test_config_builds_at_real_size_with_the_zoo_models_tensors(path, no_network
     assert (model.image_encoder.width, model.image_encoder.patch_size) == {'vitl': (1024, 14),
                                                                           'vitb': (768, 16)}[vit]
     assert model.image_encoder.frozen and model.image_encoder.image_size == 224
-    assert model.teacher is None and model.queue is None and model.fgd_loss is None
-    assert model.mlm_head is None
+    objective = model.objective
+    assert getattr(objective, 'teacher', None) is None and getattr(objective, 'queue', None) is None
+    assert getattr(objective, 'fgd', None) is None and getattr(objective, 'mlm_head', None) is None
     # exactly the tensors of the pre-trained model in inference form (the zoo model, the converted
     # official checkpoint): `load_from` a checkpoint of it is strict and complete
-    assert {k: v.shape for k, v in model.state_dict().items()} == zoo_shapes(vit)
+    assert {k: v.shape for k, v in model.state_dict().items()} == zoo_shapes(vit)  # no objective state
     assert cfg.load_from == f'checkpoints/r2d2_{vit}_23m.pth'
 
     matching = dataset_of(path) in MATCHING_SETS
-    assert type(model).__name__ == ('R2D2MatchingModel' if matching else 'R2D2Model')
-    assert set(model.loss_weights) == ({'fgr'} if matching else {'gcpr', 'fgr'})  # Appendix C
+    assert type(model).__name__ == 'R2D2Model'
+    assert type(objective).__name__ == ('MatchingObjective' if matching else 'R2D2Objective')
+    assert set(objective.weights) == ({'fgr'} if matching else {'gcpr', 'fgr'})  # Appendix C
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if cfg.get(loader) is None:
             continue
@@ -229,7 +231,7 @@ def test_config_runs_on_a_miniature_copy_of_its_data(path, toy_data, tmp_path):
         runner.train()
         assert runner.iter == 1
         losses = {key for key in runner.message_hub.log_scalars if key.startswith('train/loss_')}
-        assert losses == {f'train/loss_{name}' for name in runner.model.loss_weights}
+        assert losses == {f'train/loss_{name}' for name in runner.model.objective.weights}
         for key in losses:
             assert math.isfinite(runner.message_hub.get_scalar(key).current()), key
         metrics = {key[len('val/'):]: runner.message_hub.get_scalar(key).current()
@@ -260,7 +262,7 @@ def test_pretrained_weights_load_strictly_and_a_missing_file_is_named(toy_data, 
     runner.load_checkpoint(str(tmp_path / 'pretrained.pth'))
     assert all(torch.equal(v, state[k]) for k, v in runner.model.state_dict().items())
     # ... and one with pre-training state the fine-tuning model lacks is refused, naming the keys
-    torch.save({'state_dict': {**state, 'teacher.teachers.text_proj.weight': torch.zeros(1)}},
+    torch.save({'state_dict': {**state, 'objective.teacher.teachers.text_proj.weight': torch.zeros(1)}},
                tmp_path / 'pretraining.pth')
-    with pytest.raises(RuntimeError, match='teacher.teachers.text_proj.weight'):
+    with pytest.raises(RuntimeError, match='objective.teacher.teachers.text_proj.weight'):
         runner.load_checkpoint(str(tmp_path / 'pretraining.pth'))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-import r2d2lib  # noqa: F401  (registers the models)
+import r2d2lib  # registers the models; load_model, get_model, list_models
 from r2d2lib.deploy import (
     PARITY_ATOL,
     PARTS,
@@ -37,30 +37,26 @@ from r2d2lib.deploy import (
 
 def load_model(source: str, checkpoint: str | None = None, allow_pickle: bool = False,
                random_weights: bool = False) -> torch.nn.Module:
-    """The model named by ``source`` (folder / Hub id, model-zoo name, or config file), in eval mode."""
-    from r2d2lib.apis import from_pretrained, get_model, list_models
-    path = Path(source)
-    if path.suffix == '.py':
-        if not path.is_file():
-            raise FileNotFoundError(f'config file {source} does not exist')
-        if checkpoint is None and not random_weights:
+    """The model named by ``source`` (folder / Hub id, model-zoo name, or config file), in eval mode:
+    :func:`r2d2lib.load_model`, or the architecture with random weights (``random_weights``)."""
+    is_config = Path(source).suffix == '.py'
+    if not random_weights:
+        if is_config and checkpoint is None:
             raise ValueError(f'{source} is a config: give --checkpoint (or --random-weights)')
+        return r2d2lib.load_model(source, checkpoint, allow_pickle=allow_pickle)
+    if checkpoint is not None:
+        raise ValueError('--random-weights and --checkpoint exclude each other')
+    if is_config:
         from mmengine.config import Config
 
-        from r2d2lib.apis import load_local_checkpoint
-        from r2d2lib.registry import MODELS
-        model = MODELS.build({**Config.fromfile(str(path)).model.to_dict(), '_scope_': 'r2d2lib'})
-        if checkpoint is not None:
-            load_local_checkpoint(model, checkpoint, allow_pickle=allow_pickle)
-        return model.eval()
-    if checkpoint is not None:
-        raise ValueError('--checkpoint goes with a config file (.py); a folder or a model name carries its '
-                         'weights')
-    if not path.exists() and source in list_models():
-        return get_model(source, pretrained=not random_weights)
-    if random_weights:
-        raise ValueError('--random-weights needs a model-zoo name or a config file, not a saved folder')
-    return from_pretrained(source)
+        from r2d2lib.io.pretrained import architecture_config, build_architecture
+        if not Path(source).is_file():
+            raise FileNotFoundError(f'config file {source} does not exist')
+        model_cfg = Config.fromfile(source).model.to_dict()
+        return build_architecture(architecture_config(model_cfg), f'{source} (model)').eval()
+    if source in r2d2lib.list_models():
+        return r2d2lib.get_model(source)
+    raise ValueError('--random-weights needs a model-zoo name or a config file, not a saved folder')
 
 
 def parse_args(argv=None) -> argparse.Namespace:

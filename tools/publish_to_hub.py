@@ -11,7 +11,7 @@ SRC is
   read weights-only; one that needs a full unpickle (which can run code from the file) is refused
   unless ``--allow-pickle`` is given;
 - a folder written by ``save_pretrained`` or ``tools/convert/official_r2d2.py``: loaded with
-  ``from_pretrained`` (strict) and written again, with the model card re-rendered.
+  ``r2d2lib.load_model`` (strict) and written again, with the model card re-rendered.
 
 ``--model NAME`` (a model-zoo name, see ``r2d2lib.list_models()``) takes the model card's metadata
 (title, paper, training data, the paper's results, citation) from its metafile entry and the repo id
@@ -86,15 +86,15 @@ def resolve_source(args: argparse.Namespace) -> Tuple[Path, Optional[str]]:
 
 
 def load_model(path: Path, config: Optional[str], name: Optional[str], allow_pickle: bool = False):
-    """The model to publish, from a folder or a checkpoint file (a full unpickle only if allowed)."""
-    from r2d2lib.apis import from_pretrained, load_local_checkpoint
-    from r2d2lib.converters.checkpoint_files import CheckpointFileError, PickleRefusedError
-    from r2d2lib.registry import MODELS
+    """The model to publish, from a folder or a checkpoint file with its config (:func:`r2d2lib.load_model`;
+    a full unpickle only if allowed)."""
+    import r2d2lib
+    from r2d2lib.io import CheckpointFileError, PickleRefusedError
     if path.is_dir():
         if config is not None:
             print('warning: --config is ignored for a folder (its config.json describes the model)',
                   file=sys.stderr)
-        return from_pretrained(path)
+        return r2d2lib.load_model(path)
     if config is None:
         if name is None:
             raise SystemExit(f'error: {path} is a checkpoint: pass --config (the config it was trained with) '
@@ -102,25 +102,20 @@ def load_model(path: Path, config: Optional[str], name: Optional[str], allow_pic
         from r2d2lib.apis.model_zoo import get_model_info
         config = get_model_info(name)['Config']
         print(f'config: {config} (of {name})')
-    from r2d2lib.converters.building import clear_init_only
-    from r2d2lib.converters.official_r2d2 import load_model_config
-    # the checkpoint holds every weight: no pretrained towers are loaded (nothing is downloaded)
-    model_cfg = clear_init_only(load_model_config(config))
-    model = MODELS.build({**model_cfg, '_scope_': 'r2d2lib'})
-    try:
-        dropped = load_local_checkpoint(model, path, allow_pickle=allow_pickle)  # strict
+    config_path = Path(config)
+    if not config_path.is_file() and (ROOT / config).is_file():
+        config_path = ROOT / config
+    try:  # the checkpoint holds every weight: no pretrained towers are loaded (nothing is downloaded)
+        return r2d2lib.load_model(config_path, path, allow_pickle=allow_pickle)  # strict
     except (PickleRefusedError, CheckpointFileError) as error:
         raise SystemExit(f'error: {error}') from None
-    if dropped:
-        print(f'dropped {len(dropped)} training-only tensors the model does not have', file=sys.stderr)
-    return model.eval()
 
 
 def recorded_source(path: Path) -> Optional[str]:
     """The file a converter tool recorded as the source of a folder's weights (None: not converted)."""
     if not path.is_dir():
         return None
-    from r2d2lib.apis.hub import read_config
+    from r2d2lib.io.pretrained import read_config
     return read_config(path).get('converted_from')
 
 
@@ -157,7 +152,7 @@ def main(argv=None) -> int:
     model = load_model(path, args.config, name, args.allow_pickle)
     card = card_metadata(name, repo_id, recorded_source(path))
     if args.dry_run or args.out is not None:
-        from r2d2lib.apis import save_pretrained
+        from r2d2lib.io import save_pretrained
         out = args.out or ROOT / 'work_dirs' / 'publish' / (repo_id or name or path.stem).split('/')[-1]
         save_pretrained(model, out, model_card=card)
         files = list_files(out)
@@ -169,7 +164,7 @@ def main(argv=None) -> int:
         print(f'  {len(files)} files, {human(sum(s for _, s in files))}')
         if args.dry_run:
             return 0
-    from r2d2lib.apis import push_to_hub
+    from r2d2lib.io import push_to_hub
     message = args.commit_message or f'Upload {name or type(model).__name__} (r2d2lib)'
     info = push_to_hub(model, repo_id, commit_message=message, private=args.private or None,
                        revision=args.revision, model_card=card)

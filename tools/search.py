@@ -20,7 +20,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from r2d2lib.apis.cli import add_model_arguments, inferencer_from_args
 from r2d2lib.apis.inferencer import load_image
@@ -86,7 +85,7 @@ def main(argv=None) -> None:
     cells = [load_image(r.item) if meta['kind'] == 'images' else r.item for r in results]
     labels = [f'{rank}. {r.score:.3f}' + (f' (p={r.rerank_score:.2f})' if r.rerank_score is not None else '')
               for rank, r in enumerate(results, 1)]
-    query_cell = Image.open(args.image).convert('RGB') if query_kind == 'image' else args.text
+    query_cell = load_image(args.image) if query_kind == 'image' else args.text
     grid = result_grid(cells, labels, columns=args.columns, query=query_cell, cjk_font=args.font)
     args.grid.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.grid)

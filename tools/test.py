@@ -40,6 +40,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='override config keys, e.g. test_cfg.top_k=64')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--allow-pickle', action='store_true',
+                        help='allow a checkpoint that needs a full unpickle (it can run code from the file)')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -49,6 +51,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    cfg.allow_pickle = args.allow_pickle
     check_or_exit(cfg, args.config, 'test', args.checkpoint)  # exit 2 naming what is missing
     runner = StrictRunner.from_cfg(cfg)
     runner.load_checkpoint(args.checkpoint)  # strict: a wrong file fails, naming the keys

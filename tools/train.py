@@ -35,6 +35,10 @@ def parse_args() -> argparse.Namespace:
                         help='override config keys, e.g. train_dataloader.batch_size=16')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--allow-pickle', action='store_true',
+                        help='allow load_from / --resume checkpoints outside the work dir that need a full '
+                        'unpickle (it can run code from the file); --resume of the run\'s own work dir needs '
+                        'no opt-in')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -58,6 +62,8 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.auto_scale_lr.enable = True
     if args.amp:  # bf16 unless the config or --cfg-options set optim_wrapper.dtype
         cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
+    if args.allow_pickle:
+        cfg.allow_pickle = True
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -68,7 +74,7 @@ def build_config(args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     preflight(args)
-    import r2d2lib  # noqa: F401  (registers the components, makes resume work on torch >= 2.6)
+    import r2d2lib  # noqa: F401  (registers the components)
     from r2d2lib.engine import StrictRunner
     runner = StrictRunner.from_cfg(build_config(args))
     runner.train()

@@ -11,7 +11,7 @@ default_hooks = dict(
 
 # RandomStateHook saves the RNG states in checkpoints so that a resumed run continues exactly.
 # MomentumUpdateHook moves the momentum teacher after each optimizer step (idle without one).
-custom_hooks = [dict(type='RandomStateHook'), dict(type='MomentumUpdateHook')]
+custom_hooks = [dict(type='RandomStateHook'), dict(type='MomentumUpdateHook'), dict(type='DataReportHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -11,9 +11,11 @@ _base_ = [
 ]
 
 model = dict(
-    contrastive_loss=dict(_delete_=True, type='MoCoLoss', temperature=0.07),
-    teacher=dict(type='MomentumTeacher', momentum=0.999),
-    queue=dict(type='FeatureQueue', size=16384, decay=1.0),
+    temperature=dict(_delete_=True, type='Temperature', init=0.07, learnable=False),  # MoCo's fixed tau
+    objective=dict(
+        contrastive=dict(_delete_=True, type='MoCoLoss'),
+        teacher=dict(type='MomentumTeacher', momentum=0.999),
+        queue=dict(type='FeatureQueue', size=16384, decay=1.0)),
 )
 
 data_root = 'data/zero_2.3m'

@@ -39,7 +39,8 @@ model = dict(
     embed_dim=512,
     projection_head=dict(type='ProjectionHead', bias=False),  # visual.proj, text_projection
     # logit_scale of the checkpoint (exp(logit_scale) = 1 / tau, clamped at 100 as CLIP)
-    contrastive_loss=dict(type='InfoNCELoss', temperature=0.07, max_scale=100.0),
+    temperature=dict(type='LogitScale', init=0.07, max_scale=100.0),
+    objective=dict(type='ContrastiveObjective', contrastive=dict(type='InfoNCELoss')),
 )
 
 optim_wrapper = dict(

@@ -9,7 +9,8 @@ _base_ = [
 ]
 
 model = dict(
-    contrastive_loss=dict(_delete_=True, type='InfoNCELoss', temperature=0.07, max_scale=100.0),
+    temperature=dict(_delete_=True, type='LogitScale', init=0.07, max_scale=100.0),
+    objective=dict(contrastive=dict(_delete_=True, type='InfoNCELoss')),
 )
 optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'.logit_scale': dict(decay_mult=0.0)}))
 

@@ -9,7 +9,7 @@ model = dict(
     image_encoder={{_base_.model.image_encoder}},
     text_encoder={{_base_.model.text_encoder}},
     embed_dim={{_base_.model.embed_dim}},
-    contrastive_loss=dict(type='GCPRLoss'),
+    objective=dict(type='ContrastiveObjective', contrastive=dict(type='GCPRLoss')),
 )
 val_cfg = dict(rerank=False)
 test_cfg = dict(rerank=False)

@@ -33,13 +33,17 @@ model = dict(
     image_text_encoder=dict(type='CrossEncoder', width=width, kv_width=width, num_layers=2,
                             num_heads=4, dropout=0.0),
     embed_dim=width,
-    contrastive_loss=dict(type='TargetDistillLoss', alpha=0.4),
-    mlm_head=dict(type='MLMHead'),
-    enhanced_training=True,
-    teacher=dict(type='MomentumTeacher', momentum=0.995),
-    queue=dict(type='FeatureQueue', size=256, decay=0.99),
-    fgd_loss=dict(type='FeatureDistillLoss', student_temp=0.1, teacher_temp=0.04),
-    loss_weights=dict(gcpr=1.0, fgr=1.0, fgd=1.0, mlm=1.0),
+    temperature=dict(type='Temperature', init=0.07),
+    objective=dict(
+        type='R2D2Objective',
+        contrastive=dict(type='TargetDistillLoss', alpha=0.4),
+        fgr=dict(type='FGRLoss'),
+        mlm_head=dict(type='MLMHead'),
+        enhanced_training=True,
+        teacher=dict(type='MomentumTeacher', momentum=0.995),
+        queue=dict(type='FeatureQueue', size=256, decay=0.99),
+        fgd=dict(type='FeatureGuidedDistiller', student_temp=0.1, teacher_temp=0.04),
+        weights=dict(gcpr=1.0, fgr=1.0, fgd=1.0, mlm=1.0)),
 )
 
 pipeline = [
@@ -87,6 +91,6 @@ val_cfg = dict(type='RetrievalValLoop', top_k=16)
 test_cfg = dict(type='RetrievalTestLoop', top_k=16)
 
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_epochs))
-custom_hooks = [dict(type='RandomStateHook'), dict(type='MomentumUpdateHook'),
+custom_hooks = [dict(type='RandomStateHook'), dict(type='MomentumUpdateHook'), dict(type='DataReportHook'),
                 dict(type='ProgressBarHook')]
 log_processor = dict(window_size=20)

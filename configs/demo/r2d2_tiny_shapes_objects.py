@@ -12,7 +12,7 @@ max_epochs = 16  # 2,000 iterations of 32 pairs
 
 model = dict(
     data_preprocessor=dict(tokenizer=dict(vocab_file=data_root + '/vocab.txt')),
-    hard_negative_temperature=1.0)
+    objective=dict(fgr=dict(hard_negative_temperature=1.0)))
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader

@@ -1,4 +1,4 @@
 # Table 3 on the toy data, R2D2 w/o ET: MLM in its own cross-encoder pass, FGR on complete texts.
 _base_ = ['./r2d2_tiny_shapes.py']
 
-model = dict(enhanced_training=False)
+model = dict(objective=dict(enhanced_training=False))

@@ -2,10 +2,10 @@
 # L = L_GCPR + L_FGR + L_MLM.
 _base_ = ['./r2d2_tiny_shapes.py']
 
-model = dict(
-    contrastive_loss=dict(_delete_=True, type='GCPRLoss'),
+model = dict(objective=dict(
+    contrastive=dict(_delete_=True, type='GCPRLoss'),
     teacher=None,
     queue=None,
-    fgd_loss=None,
-    loss_weights=dict(_delete_=True, gcpr=1.0, fgr=1.0, mlm=1.0),
-)
+    fgd=None,
+    weights=dict(_delete_=True, gcpr=1.0, fgr=1.0, mlm=1.0),
+))

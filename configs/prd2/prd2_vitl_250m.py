@@ -9,15 +9,14 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-model = dict(
-    contrastive_loss=dict(type='TargetDistillLoss', alpha=0.4),
+model = dict(objective=dict(
+    contrastive=dict(_delete_=True, type='TargetDistillLoss', alpha=0.4),
     teacher=dict(type='MomentumTeacher', momentum=0.995),
     queue=dict(type='FeatureQueue', size=65536, decay=0.99),
-    fgd_loss=dict(type='FeatureDistillLoss', student_temp=0.1, teacher_temp=0.04),
-    feature_centre=dict(type='FeatureCentre', momentum=0.9),
+    fgd=dict(type='FeatureGuidedDistiller', student_temp=0.1, teacher_temp=0.04, centre_momentum=0.9,
+             patch_drop_ratio=0.15),
     text_mask_ratio=0.15,
-    patch_drop_ratio=0.15,
-)
+))
 
 data_root = 'data/zero_250m'
 train_dataloader = dict(dataset=dict(data_root=data_root))

@@ -12,8 +12,8 @@ def add_model_arguments(parser) -> None:
                                         "file in the checkpoint's folder (a work_dir holds its config)")
     group.add_argument('--checkpoint', help='training checkpoint (.pth / .safetensors) loaded into --config')
     group.add_argument('--allow-pickle', action='store_true',
-                       help='unpickle a checkpoint fully (mmengine .pth files need it; runs code from the '
-                            'file: only for checkpoints you trust)')
+                       help='unpickle a checkpoint fully if it needs it (r2d2lib\'s own training checkpoints '
+                            'do not); it can run code from the file: only for checkpoints you trust')
     group.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda if available)')
     group.add_argument('--batch-size', type=int, default=64, help='images, texts or pairs per forward pass')
 

@@ -9,8 +9,8 @@ with prompt ensembling over Chinese templates.
 
 Example::
 
-    from r2d2lib.apis import R2D2Inferencer
-    inferencer = R2D2Inferencer('work_dirs/demo/r2d2_tiny_shapes.py', 'work_dirs/demo/epoch_8.pth')
+    from r2d2lib import R2D2Inferencer
+    inferencer = R2D2Inferencer('work_dirs/demo/model')  # anything load_model takes
     gallery = inferencer.build_gallery(images=['a.png', 'b.png'])
     for result in inferencer.search('红色的大圆形', gallery, top_k=5, rerank_k=5):
         print(result.item, result.score)
@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -29,6 +28,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from r2d2lib.evaluation.ranking import chunked_topk, rerank_topk
+from r2d2lib.io.checkpoint import load_weights
+from r2d2lib.io.images import UnreadableImageError, open_rgb
+
+from .loading import load_model
 
 PathLike = Union[str, os.PathLike]
 ImageInput = Union[Image.Image, PathLike]
@@ -102,16 +105,14 @@ class ClassScore:
 
 
 def load_image(image: ImageInput) -> Image.Image:
-    """A PIL image as is, or the RGB image at a path (the error names the path)."""
-    if isinstance(image, Image.Image):
-        return image
-    if not isinstance(image, (str, os.PathLike)):
+    """A PIL image, or the image at a path, as RGB by :func:`r2d2lib.io.images.open_rgb` (EXIF orientation,
+    16-bit and float scaled, alpha on white, the pixel limit); the error names the path."""
+    if not isinstance(image, (Image.Image, str, os.PathLike)):
         raise TypeError(f'an image must be a PIL image or a path, got {type(image).__name__}')
     try:
-        with Image.open(image) as opened:
-            return opened.convert('RGB')
-    except (OSError, ValueError) as error:
-        raise OSError(f'cannot read image {os.fspath(image)!r}: {error}') from error
+        return open_rgb(image)
+    except UnreadableImageError as error:
+        raise OSError(str(error)) from error
 
 
 def _as_list(values, single: Callable[[object], bool]) -> list:
@@ -142,53 +143,13 @@ def _batches(num: int, batch_size: int) -> Iterator[slice]:
 
 def build_model_from(source: ModelSource, checkpoint: Optional[PathLike] = None,
                      allow_pickle: bool = False) -> nn.Module:
-    """The model behind ``source`` (see :class:`R2D2Inferencer`), in eval mode."""
+    """The model behind ``source`` (see :class:`R2D2Inferencer`), in eval mode: a built model as is
+    (with ``checkpoint`` loaded into it strictly), anything else through :func:`~r2d2lib.apis.load_model`."""
     if isinstance(source, nn.Module):
         if checkpoint is not None:
-            from .hub import load_local_checkpoint
-            load_local_checkpoint(source, checkpoint, allow_pickle=allow_pickle)
+            load_weights(source, checkpoint, allow_pickle=allow_pickle)
         return source.eval()
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError('R2D2Inferencer takes a model, a model-zoo name, a from_pretrained folder or Hub '
-                        f'id, or a config file with a checkpoint; got {type(source).__name__}')
-    path = Path(source)
-    if checkpoint is not None:
-        return _build_from_config(path, checkpoint, allow_pickle)
-    if path.is_dir():
-        from .hub import from_pretrained
-        return from_pretrained(path)
-    if path.suffix == '.py':
-        raise ValueError(f'{path} is a config file: pass its checkpoint too, '
-                         'R2D2Inferencer(config, checkpoint)')
-    if path.is_file():
-        raise ValueError(f'{path} is a file; pass a config with it (R2D2Inferencer(config, checkpoint)) '
-                         'or a folder written by save_pretrained')
-    from .model_zoo import get_model, list_models
-    if os.fspath(source) in list_models():
-        return get_model(os.fspath(source), pretrained=True)
-    from .hub import from_pretrained
-    return from_pretrained(os.fspath(source))
-
-
-def _build_from_config(config: Path, checkpoint: PathLike, allow_pickle: bool) -> nn.Module:
-    """Build ``config``'s ``model`` (a training config: teacher and queue included) and load the
-    checkpoint strictly."""
-    from mmengine.config import Config
-
-    from r2d2lib.registry import MODELS
-
-    from .hub import load_local_checkpoint
-    if not config.is_file():
-        raise FileNotFoundError(f'config file {config} does not exist')
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
-    cfg = Config.fromfile(str(config))
-    if 'model' not in cfg:
-        raise KeyError(f'{config} has no `model` config')
-    model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
-    model = MODELS.build({**model_cfg, '_scope_': 'r2d2lib'})
-    load_local_checkpoint(model, checkpoint, allow_pickle=allow_pickle)
-    return model.eval()
+    return load_model(source, checkpoint, allow_pickle=allow_pickle)
 
 
 class R2D2Inferencer:
@@ -478,7 +439,7 @@ class R2D2Inferencer:
         classes = self.class_embeddings(class_names, templates)
         image_embeds = self.encode_images(images, progress=progress)
         sims = image_embeds @ classes.t()
-        temperature = float(self.model.contrastive_loss.temperature)
+        temperature = float(self.model.temperature.tau)
         probs = (sims / temperature).softmax(dim=-1)
         k = min(top_k, len(class_names))
         top_probs, top_idx = probs.topk(k, dim=-1)

@@ -154,8 +154,8 @@ def get_model_info(name: str) -> Dict[str, Any]:
 
 
 def get_model_config(name: str, **overrides) -> Dict[str, Any]:
-    """The inference ``model`` config of ``name``: its Config's model without pretrained downloads
-    or training-only parts (:func:`~r2d2lib.converters.official_r2d2.inference_model_config`),
+    """The architecture config of ``name``: its Config's model without the objective and pretrained
+    downloads (:func:`~r2d2lib.converters.official_r2d2.inference_model_config`),
     with ``overrides`` merged in recursively (mmengine's rules: a dict with ``_delete_=True``
     replaces instead of merging)."""
     info = _entry(name)
@@ -180,6 +180,16 @@ def _quiet_init_weights(model: nn.Module) -> None:
         logger.setLevel(level)
 
 
+def released_weights(name: str) -> str:
+    """The Hub repo id of model ``name``'s released weights; ``ValueError`` if it has none."""
+    info = _entry(name)
+    if not info.get('Weights'):
+        raise ValueError(f'{name} has no released weights (the paper reports it, but no official '
+                         f"checkpoint exists): train it with {info['Config']}, or pass "
+                         'pretrained=<folder written by save_pretrained>')
+    return info['Weights']
+
+
 def get_model(name: str, pretrained: Union[bool, PathLike] = False, *,
               device: Optional[Union[str, torch.device]] = None,
               dtype: Optional[Union[str, torch.dtype]] = None, revision: Optional[str] = None,
@@ -190,21 +200,21 @@ def get_model(name: str, pretrained: Union[bool, PathLike] = False, *,
     Args:
         name: a name of :func:`list_models` (an unknown one raises ``KeyError`` with close names).
         pretrained: ``False``: build :func:`get_model_config` and initialise it as for training
-            (``init_weights``; no pretrained towers). ``True``: load the model's Hub repo
-            (``Weights``) with :func:`~r2d2lib.apis.hub.from_pretrained`, offline from the Hugging
-            Face cache when ``HF_HUB_OFFLINE=1``; a model without released weights raises
-            ``ValueError``. A path: load that folder (written by ``save_pretrained``), which must
-            hold a model of the zoo model's class (its size is the folder's: config.json).
+            (``init_weights``; no pretrained towers). ``True``: the model's released weights
+            (``Weights``), loaded by :func:`~r2d2lib.apis.load_model` (offline from the Hugging Face
+            cache when ``HF_HUB_OFFLINE=1``); a model without released weights raises ``ValueError``.
+            A path: load that folder (written by ``save_pretrained``), which must hold a model of the
+            zoo model's class (its size is the folder's: config.json).
         device, dtype: where and in which floating dtype to put the model.
-        revision, cache_dir, local_files_only, token: Hub options of ``from_pretrained``.
+        revision, cache_dir, local_files_only, token: Hub options of ``load_model``.
         **overrides: merged into the model config (``pretrained=False`` only), e.g.
             ``embed_dim=256`` or ``text_encoder=dict(config=dict(num_hidden_layers=6))``.
     """
-    info = _entry(name)
+    from .loading import load_model
     model_cfg = get_model_config(name, **overrides)
     if pretrained is False or pretrained is None:
-        from r2d2lib.registry import MODELS
-        model = MODELS.build({**model_cfg, '_scope_': 'r2d2lib'})
+        from r2d2lib.io.pretrained import build_architecture
+        model = build_architecture(model_cfg, f'model-zoo model {name}')
         _quiet_init_weights(model)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
@@ -214,22 +224,26 @@ def get_model(name: str, pretrained: Union[bool, PathLike] = False, *,
     if overrides:
         raise TypeError(f'get_model({name!r}, pretrained=...) rebuilds the model from its config.json; '
                         f'config overrides ({sorted(overrides)}) apply to pretrained=False only')
-    if pretrained is True:
-        source = info.get('Weights')
-        if not source:
-            raise ValueError(f'{name} has no released weights (the paper reports it, but no official '
-                             f"checkpoint exists): train it with {info['Config']}, or pass "
-                             'pretrained=<folder written by save_pretrained>')
-    else:
-        source = os.fspath(pretrained)
-    from r2d2lib.registry import MODELS
-
-    from .hub import PretrainedConfigError, from_pretrained, read_config, resolve_pretrained
+    from r2d2lib.io import PretrainedConfigError
+    from r2d2lib.io.pretrained import read_config, resolve_pretrained
+    source = released_weights(name) if pretrained is True else os.fspath(pretrained)
     folder = resolve_pretrained(source, revision, cache_dir, local_files_only, token)
-    architecture = read_config(folder, MODELS.get(model_cfg['type']))['architecture']
+    architecture = read_config(folder)['architecture']  # checked before anything is built
     if architecture != model_cfg['type']:  # e.g. an R2D2Model folder for a dual-encoder name
         raise PretrainedConfigError(f"{folder} holds a {architecture}, but {name} is a {model_cfg['type']}")
-    return from_pretrained(folder, device=device, dtype=dtype)
+    return load_model(folder, device=device, dtype=dtype)
+
+
+def converted_model_card(src: Union[str, Path], zoo_name: Optional[str] = None,
+                         default: Optional[dict] = None) -> Dict[str, Any]:
+    """The model card metadata of a converted model: the model-zoo entry ``zoo_name`` (the converter
+    tools' ``--model``) if given, else ``default``; with ``converted_from`` (the source file's name),
+    which ``save_pretrained`` records in config.json and ``tools/publish_to_hub.py`` reads back.
+
+    Raises ``KeyError`` (with close names) for a name that is not a model-zoo model.
+    """
+    card = model_card_metadata(zoo_name, official=True) if zoo_name is not None else dict(default or {})
+    return {**card, 'converted_from': Path(src).name}
 
 
 def _result_rows(results: Optional[List[dict]]) -> List[Dict[str, Any]]:

@@ -1,48 +1,19 @@
 """Our model from converted weights, as every converter and its tool builds, loads, reports and saves it."""
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-#: Where a converted model's contrastive loss keeps its temperature, as ``logit_scale`` (InfoNCE) or
-#: ``temp`` (GCPR); the first one the model has is used.
-TEMPERATURE_KEYS = ('contrastive_loss.logit_scale', 'contrastive_loss.temp')
+import r2d2lib.models  # noqa: F401  (registers every architecture component)
+from r2d2lib.io.pretrained import architecture_config, build_architecture, save_pretrained
 
-
-#: Model config arguments that only training uses (the momentum teacher, queue, FgD, loss weights).
-TRAINING_ONLY_ARGS = ('teacher', 'queue', 'fgd_loss', 'loss_weights')
-#: Config keys that only initialisation reads (pretrained weights); a loaded model has its weights.
-INIT_ONLY_KEYS = ('pretrained', 'init_cfg')
-
-
-def clear_init_only(cfg: Any) -> Any:
-    """Set ``pretrained`` and ``init_cfg`` to None at every level (in place; returned), except inside
-    an encoder's transformers ``config`` dict, so that building the model downloads nothing."""
-    if isinstance(cfg, dict):
-        for key, value in cfg.items():
-            if key in INIT_ONLY_KEYS:
-                cfg[key] = None
-            elif key != 'config':
-                clear_init_only(value)
-    elif isinstance(cfg, list):
-        for value in cfg:
-            clear_init_only(value)
-    return cfg
-
-
-def inference_config(model_cfg: Mapping) -> dict:
-    """A copy of a model config without training-only parts (:data:`TRAINING_ONLY_ARGS` set to None)
-    or init-only keys (:func:`clear_init_only`). A contrastive loss that needs the queue must still
-    be replaced by the caller."""
-    cfg = copy.deepcopy(dict(model_cfg))
-    cfg.update({key: None for key in TRAINING_ONLY_ARGS})
-    return clear_init_only(cfg)
+#: Where a converted model keeps its temperature: ``logit_scale`` (CLIP) or ``temp`` (R2D2) of the model's
+#: ``temperature``; the first one the model has is used.
+TEMPERATURE_KEYS = ('temperature.logit_scale', 'temperature.temp')
 
 
 def match_prefix(name: str, prefix: str) -> bool:
@@ -51,10 +22,11 @@ def match_prefix(name: str, prefix: str) -> bool:
 
 
 def build_model(model_cfg: Mapping) -> nn.Module:
-    """Our (randomly initialised) model of a resolved model config; nothing is downloaded."""
-    import r2d2lib  # noqa: F401  (registers every component)
-    from r2d2lib.registry import MODELS
-    return MODELS.build(dict(model_cfg))
+    """Our (randomly initialised) architecture of a model config (no objective); nothing is downloaded.
+
+    The config is checked like a config.json (:func:`~r2d2lib.io.pretrained.build_architecture`),
+    """
+    return build_architecture(architecture_config(model_cfg), 'the converter\'s model config')
 
 
 def expected_shapes(model_cfg: Mapping) -> dict[str, torch.Size]:
@@ -83,8 +55,8 @@ def build_converted(model_cfg: Mapping, converted: Mapping[str, Tensor]) -> nn.M
     the config the model records (and ``save_pretrained`` writes) says what it holds.
     """
     cfg = dict(model_cfg)
-    cfg['contrastive_loss'] = dict(cfg['contrastive_loss'],
-                                   temperature=config_temperature(temperature_of(converted)))
+    cfg['temperature'] = dict(cfg.get('temperature') or dict(type='Temperature'),
+                              init=config_temperature(temperature_of(converted)))
     model = build_model(cfg)
     model.load_state_dict(converted, strict=True)
     return model.eval()
@@ -104,25 +76,8 @@ def print_summary(header: str, converted: Mapping[str, Tensor], dropped: list[st
     print(f'  parameters: {sum(p.numel() for p in model.parameters()):,} ({type(model).__name__})')
 
 
-def converted_card(src: str | Path, zoo_name: str | None = None,
-                   default: dict | None = None) -> dict[str, Any]:
-    """The model card metadata of a converted model: the model-zoo entry ``zoo_name`` (the tools'
-    ``--model``) if given, else ``default``; with ``converted_from`` (the source file's name), which
-    ``save_pretrained`` records in config.json and ``tools/publish_to_hub.py`` reads back.
-
-    Raises ``KeyError`` (with close names) for a name that is not a model-zoo model.
-    """
-    if zoo_name is not None:
-        from r2d2lib.apis.model_zoo import model_card_metadata
-        card = model_card_metadata(zoo_name, official=True)
-    else:
-        card = dict(default or {})
-    return {**card, 'converted_from': Path(src).name}
-
-
 def save_converted(model: nn.Module, out_dir: str | Path, card: dict) -> Path:
     """``save_pretrained`` the converted model with its card; prints what was written."""
-    from r2d2lib.apis.hub import save_pretrained
     out_dir = save_pretrained(model, out_dir, model_card=card)
     print(f'wrote {out_dir}: {", ".join(sorted(p.name for p in out_dir.iterdir()))}')
     return out_dir

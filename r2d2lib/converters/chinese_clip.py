@@ -20,8 +20,8 @@ transformers ``ChineseCLIPModel``  r2d2lib ``DualEncoderModel``
 ``text_model.*``                   ``text_encoder.model.*`` (``HFBertEncoder``, ``BertModel`` layout)
 ``visual_projection.weight``       ``vision_proj.weight`` (``ProjectionHead(bias=False)``)
 ``text_projection.weight``         ``text_proj.weight`` (``ProjectionHead(bias=False)``)
-``logit_scale``                    ``contrastive_loss.logit_scale`` (``InfoNCELoss``), or
-                                   ``contrastive_loss.temp = exp(-logit_scale)`` (``GCPRLoss``)
+``logit_scale``                    ``temperature.logit_scale`` (``LogitScale``), or
+                                   ``temperature.temp = exp(-logit_scale)`` (``Temperature``)
 =================================  ===================================================================
 
 Chinese-CLIP's image feature is ``ln_post(CLS) @ proj``: the target model's image encoder must
@@ -45,10 +45,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from r2d2lib.models.encoders.base import check_state_dict_keys
+from r2d2lib.io.checkpoint import check_state_dict_keys, unwrap_state_dict
+from r2d2lib.io.pretrained import architecture_config
 
-from .building import TEMPERATURE_KEYS, build_converted, expected_shapes, inference_config, match_prefix
-from .checkpoint_files import unwrap_state_dict
+from .building import TEMPERATURE_KEYS, build_converted, expected_shapes, match_prefix
 from .official_r2d2 import load_model_config
 
 #: Our model config for Chinese-CLIP ViT-B/16 (its ``model`` is used).
@@ -165,7 +165,7 @@ def original_to_hf(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, tuple[Te
 def hf_to_ours(name: str, logit_target: str | None = None) -> str | None:
     """Our name of a transformers ``ChineseCLIPModel`` tensor, or None when no rule covers it.
 
-    ``logit_scale`` goes to ``logit_target`` (``contrastive_loss.logit_scale`` or ``.temp``).
+    ``logit_scale`` goes to ``logit_target`` (``temperature.logit_scale`` or ``.temp``).
     """
     if name == 'logit_scale':
         return logit_target
@@ -179,7 +179,7 @@ def hf_to_ours(name: str, logit_target: str | None = None) -> str | None:
 def inference_model_config(config: str | Path | Mapping | None = None) -> dict:
     """Our model config (default :data:`DEFAULT_CONFIG`'s ``model``) in inference form (no pretrained
     downloads, no training-only parts)."""
-    cfg = inference_config(load_model_config(DEFAULT_CONFIG if config is None else config))
+    cfg = architecture_config(load_model_config(DEFAULT_CONFIG if config is None else config))
     if cfg.get('type') != 'DualEncoderModel':
         raise ValueError(f'Chinese-CLIP converts into a DualEncoderModel, but the model config has type '
                          f'{cfg.get("type")!r}')
@@ -235,8 +235,8 @@ def convert_chinese_clip(state_dict: Mapping, source_format: str = 'auto',
 
     Returns:
         ``(our_state_dict, dropped_keys)``: the converted tensors and the sorted source names
-        dropped by name. ``logit_scale`` becomes ``contrastive_loss.logit_scale`` (InfoNCELoss)
-        or ``contrastive_loss.temp = exp(-logit_scale)`` (GCPRLoss), whichever our model has.
+        dropped by name. ``logit_scale`` becomes ``temperature.logit_scale`` (LogitScale)
+        or ``temperature.temp = exp(-logit_scale)`` (Temperature), whichever our model has.
 
     Raises:
         PretrainedLoadError: listing every source tensor no rule covers or our model lacks, every
@@ -272,7 +272,7 @@ def convert_chinese_clip(state_dict: Mapping, source_format: str = 'auto',
             unexpected.append(f'{label} (-> {ours}, not in our model{hint})')
             continue
         origin[ours] = src_name
-        if ours == 'contrastive_loss.temp':
+        if ours == 'temperature.temp':
             tensor = torch.exp(-tensor.detach().float()).to(tensor.dtype)
         if tensor.shape != expected[ours]:
             mismatched.append((f'{label} (-> {ours})', tensor.shape, expected[ours]))

@@ -16,7 +16,7 @@ official                       r2d2lib
 ``itm_head_i.*``               ``image_text_itm_head.*``
 ``vision_proj.*``              ``vision_proj.*``
 ``text_proj.*``                ``text_proj.*``
-``temp``                       ``contrastive_loss.temp``
+``temp``                       ``temperature.temp``
 =============================  =====================================
 
 Tensors the official model never uses are dropped by name (``DROPPED_PREFIXES``);
@@ -26,17 +26,17 @@ That answers the official loader's fault of silently skipping mismatched tensors
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from pathlib import Path
 
 from mmengine.config import Config, ConfigDict
 from torch import Tensor, nn
 
-from r2d2lib.models.encoders.base import PretrainedLoadError, check_state_dict_keys
+from r2d2lib.io.checkpoint import PretrainedLoadError, check_state_dict_keys, unwrap_state_dict
+from r2d2lib.io.config_schema import plain_data
+from r2d2lib.io.pretrained import architecture_config
 
-from .building import build_converted, build_model, expected_shapes, inference_config, match_prefix
-from .checkpoint_files import unwrap_state_dict
+from .building import build_converted, build_model, expected_shapes, match_prefix
 
 #: Repository root: ``ARCH_CONFIGS`` paths are relative to it.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ _DUAL_ENCODER_RULES: tuple[tuple[str, str], ...] = (
     ('text_encoder', 'text_encoder.model'),
     ('vision_proj', 'vision_proj'),
     ('text_proj', 'text_proj'),
-    ('temp', 'contrastive_loss.temp'),
+    ('temp', 'temperature.temp'),
 )
 _CROSS_ENCODER_RULES: tuple[tuple[str, str], ...] = (
     ('text_joint_layer.encoder', 'text_image_encoder'),
@@ -80,11 +80,6 @@ DROPPED_PREFIXES: dict[str, tuple[str, ...]] = {
     'r2d2_vitl': _DUAL_ENCODER_DROPPED + ('text_joint_layer.embeddings', 'img_joint_layer.embeddings'),
     'prd2_vitl': _DUAL_ENCODER_DROPPED,
 }
-
-#: What the official release has instead of the configs' training-only parts: no MLM head, and the
-#: temperature in a plain GCPR loss.
-_OFFICIAL_LOSS: dict = dict(type='GCPRLoss', temperature=0.07, temperature_range=(0.001, 0.5))
-
 
 def _check_arch(arch: str) -> None:
     if arch not in ARCH_CONFIGS:
@@ -126,7 +121,8 @@ def unwrap_official_state_dict(checkpoint: Mapping, source: str | Path | None = 
 
 # ----------------------------------------------------------------- model configs
 def load_model_config(config: str | Path | Mapping) -> dict:
-    """A model config dict from a config file (its ``model``) or a model config dict."""
+    """A model config dict from a config file (its ``model``) or a model config dict, as JSON data
+    (a copy; tuples of the config file become lists, which the config.json schema requires)."""
     if isinstance(config, (str, Path)):
         path = Path(config)
         if not path.is_absolute() and not path.exists():
@@ -137,27 +133,20 @@ def load_model_config(config: str | Path | Mapping) -> dict:
         config = Config.fromfile(str(path))['model']
     if isinstance(config, ConfigDict):
         config = config.to_dict()
-    return copy.deepcopy(dict(config))
+    return plain_data(config)
 
 
 def inference_model_config(arch: str, config: str | Path | Mapping | None = None) -> dict:
-    """Our inference model config for ``arch``: ``config`` (default ``ARCH_CONFIGS[arch]``)
-    without pretrained downloads or training-only parts.
-
-    The encoders get ``pretrained=None`` (the converted checkpoint holds every weight); for
-    R2D2 the momentum teacher, queue, FgD and MLM head are removed and the contrastive loss
-    is a plain ``GCPRLoss`` (which holds ``temp``); PRD2 keeps only the dual encoder. The
-    tokenizer stays as configured: it is built on first use.
+    """The architecture config of ``arch``: the ``model`` of ``config`` (default ``ARCH_CONFIGS[arch]``)
+    without its training objective and without pretrained downloads (the converted checkpoint
+    holds every weight; :func:`~r2d2lib.io.pretrained.architecture_config`). The tokenizer
+    stays as configured: it is built on first use.
     """
     _check_arch(arch)
-    cfg = inference_config(load_model_config(ARCH_CONFIGS[arch] if config is None else config))
-    cfg['contrastive_loss'] = dict(_OFFICIAL_LOSS)
-    if arch.startswith('r2d2'):
-        cfg['mlm_head'] = None
-    # R2D2MatchingModel (the ICM / IQM fine-tuning) is R2D2Model with another loss: same tensors
-    expected = ('R2D2Model', 'R2D2MatchingModel') if arch.startswith('r2d2') else ('DualEncoderModel', )
-    if cfg.get('type') not in expected:
-        raise ValueError(f'{arch} converts into a {" or ".join(expected)}, but the model config has type '
+    cfg = architecture_config(load_model_config(ARCH_CONFIGS[arch] if config is None else config))
+    expected = 'R2D2Model' if arch.startswith('r2d2') else 'DualEncoderModel'
+    if cfg.get('type') != expected:
+        raise ValueError(f'{arch} converts into a {expected}, but the model config has type '
                          f'{cfg.get("type")!r}')
     return cfg
 

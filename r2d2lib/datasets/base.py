@@ -33,9 +33,10 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from tqdm import tqdm
 
+from r2d2lib.io.images import UnreadableImageError
+from r2d2lib.io.texts import invalid_unicode
+
 from .data_report import DataReport, Event, attach_skips
-from .image_io import UnreadableImageError
-from .text_hygiene import invalid_unicode
 
 MAX_LOGGED_PATHS = 20
 PROGRESS_MIN_BYTES = 64 << 20  # annotation files at least this large show a progress bar

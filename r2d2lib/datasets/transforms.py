@@ -1,4 +1,4 @@
-"""Data pipeline transforms: image loading (through :mod:`r2d2lib.datasets.image_io`) with clear errors.
+"""Data pipeline transforms: image loading (through :mod:`r2d2lib.io.images`) with clear errors.
 
 Config spelling (with ``default_scope = 'r2d2lib'``)::
 
@@ -35,10 +35,9 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmpretrain.datasets import transforms as mmpretrain_transforms
 
+from r2d2lib.io import images as image_io
+from r2d2lib.io.images import DEFAULT_MAX_PIXELS, ImageTooLargeError, UnreadableImageError
 from r2d2lib.registry import TRANSFORMS
-
-from . import image_io
-from .image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError, UnreadableImageError
 
 __all__ = ['DEFAULT_MAX_PIXELS', 'ImageTooLargeError', 'LoadImage', 'UnreadableImageError', 'decode_rgb',
            'load_rgb', 'read_tsv_image_bytes']
@@ -52,7 +51,7 @@ for _name in _MMPRETRAIN_TRANSFORMS:
 
 
 def load_rgb(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode ``path`` into an HxWx3 uint8 RGB array (:func:`r2d2lib.datasets.image_io.open_rgb`).
+    """Decode ``path`` into an HxWx3 uint8 RGB array (:func:`r2d2lib.io.images.open_rgb`).
 
     Raises:
         UnreadableImageError: on any I/O or decoding error, naming ``path``
@@ -107,7 +106,7 @@ class LoadImage(BaseTransform):
       ``results['image_id']``, if present, must match the line's id;
     * ``results['img_path']``: an image file.
 
-    Decoding is :func:`r2d2lib.datasets.image_io.open_rgb` (EXIF orientation, 16/32-bit and
+    Decoding is :func:`r2d2lib.io.images.open_rgb` (EXIF orientation, 16/32-bit and
     float modes scaled to 8 bits, alpha on white, palette and CMYK converted). Adds ``img``
     (HxWx3, RGB), ``img_shape`` and ``ori_shape`` ((H, W)). Unreadable images raise
     :class:`UnreadableImageError` naming ``img_path``, images of more than ``max_pixels``

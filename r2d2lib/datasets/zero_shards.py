@@ -26,11 +26,11 @@ from mmengine.dataset import Compose
 from mmengine.dist import get_dist_info
 from torch.utils.data import IterableDataset, get_worker_info
 
+from r2d2lib.io.images import UnreadableImageError
 from r2d2lib.registry import DATASETS
 
 from .base import MAX_LOGGED_PATHS, check_unicode, warn
 from .data_report import Event, attach_skips
-from .image_io import UnreadableImageError
 from .text_choice import SharedEpoch, choose_text
 from .zero_corpus import TEXT_FIELDS, normalise_row
 

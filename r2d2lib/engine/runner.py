@@ -1,9 +1,16 @@
-"""mmengine's Runner with strict checkpoint loading, and the config the tools hand it."""
+"""mmengine's Runner with strict checkpoint loading under r2d2lib's trust policy, and the config the
+tools hand it."""
 import os.path as osp
+from pathlib import Path
 from typing import Optional
 
 from mmengine.config import Config
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+from r2d2lib.engine.hooks.momentum_update_hook import has_teacher
+from r2d2lib.io.checkpoint import load_checkpoint_file
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
@@ -21,27 +28,31 @@ def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optiona
 
 
 class StrictRunner(Runner):
-    """An mmengine Runner whose ``load_from`` / ``--resume`` loads fail on missing or extra weights.
+    """An mmengine Runner whose checkpoint loads are strict and follow r2d2lib's trust policy.
 
     mmengine loads checkpoints with ``strict=False`` and only logs the keys it
     could not match, so a wrong file evaluates or trains a half-random model.
-    Here every load is strict: the error names the keys. Training also refuses a
-    model with a momentum teacher but no ``MomentumUpdateHook``. ``tools/train.py``
-    and ``tools/test.py`` use this runner.
+    Here every load is strict: the error names the keys. Files are read by
+    :func:`r2d2lib.io.checkpoint.load_checkpoint_file`: weights-only (tensors and the
+    plain data of mmengine checkpoints); a file that needs a full unpickle is refused
+    unless the config sets ``allow_pickle=True`` (the tools' ``--allow-pickle``) or it
+    is ``--resume`` of a checkpoint inside the run's own work dir. Training also
+    refuses a model with a momentum teacher but no ``MomentumUpdateHook``.
+    ``tools/train.py`` and ``tools/test.py`` use this runner.
     """
 
     def train(self):
         """Check that a model with a momentum teacher has the hook that moves it, then train."""
-        model = self.model.module if hasattr(self.model, 'module') else self.model
+        model = self.model.module if is_model_wrapper(self.model) else self.model
         has_hook = any(type(hook).__name__ == 'MomentumUpdateHook' for hook in self.hooks)
-        if getattr(model, 'teacher', None) is not None and not has_hook:
+        if has_teacher(model) and not has_hook:
             raise ValueError('the model has a momentum teacher but custom_hooks has no '
                              'MomentumUpdateHook: the teacher would never move')
         return super().train()
 
     def _maybe_compile(self, target: str) -> None:
         compile_cfg = self.cfg.get('compile', None)
-        model = self.model.module if hasattr(self.model, 'module') else self.model
+        model = self.model.module if is_model_wrapper(self.model) else self.model
         if target != 'train_step' or not compile_cfg or not hasattr(model, 'compile_training'):
             return super()._maybe_compile(target)
         if not isinstance(compile_cfg, (bool, dict)):
@@ -51,7 +62,23 @@ class StrictRunner(Runner):
         self.logger.info(f'Compiled the training step of {type(model).__name__} '
                          f'(torch.compile {compile_cfg}); the first iterations are slow.')
 
+    def _may_unpickle(self, filename: str) -> bool:
+        """The opt-in for a full unpickle: the config's ``allow_pickle``, or ``--resume`` of a checkpoint
+        in this run's own work dir (written by this run)."""
+        if self.cfg.get('allow_pickle', False):
+            return True
+        own_dir = Path(self.work_dir).resolve()
+        return bool(self._resume) and own_dir in Path(filename).resolve().parents
+
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = True,
                         revise_keys=((r'^module.', ''),)):
-        return super().load_checkpoint(filename, map_location=map_location, strict=strict,
-                                       revise_keys=list(revise_keys))
+        """Read ``filename`` through :func:`~r2d2lib.io.checkpoint.load_checkpoint_file` (the trust policy),
+        then load it into the model strictly (what mmengine's ``load_checkpoint`` does after reading)."""
+        checkpoint = load_checkpoint_file(filename, allow_pickle=self._may_unpickle(filename),
+                                          map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=list(revise_keys))
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 import torch
-from PIL import Image
 from tqdm import tqdm
+
+from r2d2lib.io.images import open_rgb
 
 from . import attention
 
@@ -106,7 +107,7 @@ def _measure(model, data_dir, split: str, layers: List[int], limit: Optional[int
     with tqdm(total=len(records), desc=desc, disable=not progress) as bar:
         for start in range(0, len(records), batch_size):
             batch = records[start:start + batch_size]
-            images = [Image.open(Path(data_dir) / r['image_path']).convert('RGB') for r in batch]
+            images = [open_rgb(Path(data_dir) / r['image_path']) for r in batch]
             maps_of = {}  # texts -> maps: a caption naming both objects serves both passes
             for i in range(2):  # one pass per object: its text may differ from the other object's
                 objects = [r['objects'][i] for r in batch]

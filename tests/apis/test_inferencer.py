@@ -85,7 +85,7 @@ def test_score_is_the_models_match_and_broadcasts(model, inferencer, toy):
 def test_dual_encoder_cannot_score_but_searches(tiny_model_cfg, toy):
     paths, texts = toy
     cfg = {k: v for k, v in tiny_model_cfg.items() if k not in ('text_image_encoder', 'image_text_encoder')}
-    dual = R2D2Inferencer(_build({**cfg, 'type': 'DualEncoderModel'}))
+    dual = R2D2Inferencer(_build({**cfg, 'type': 'DualEncoderModel', 'objective': None}))
     with pytest.raises(TypeError, match='dual encoder'):
         dual.score(paths[0], texts[0])
     gallery = dual.build_gallery(images=paths)
@@ -153,7 +153,7 @@ def test_classify_prompt_ensembling(model, inferencer, toy):
     by_hand = torch.nn.functional.normalize(embeds.mean(1), dim=-1)  # embeds are unit vectors already
     assert torch.allclose(inferencer.class_embeddings(classes, templates), by_hand, atol=1e-7)
     sims = inferencer.encode_images(paths[:2]) @ by_hand.t()
-    probs = (sims / model.contrastive_loss.temperature).softmax(-1)
+    probs = (sims / model.temperature.tau.detach()).softmax(-1)
     labels = inferencer.classify(paths[:2], classes, templates, top_k=2)
     assert len(labels) == 2 and len(labels[0]) == 2
     for row, label in enumerate(labels):

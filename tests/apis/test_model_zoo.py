@@ -14,8 +14,7 @@ import yaml
 from huggingface_hub.utils import validate_repo_id
 
 import r2d2lib
-from r2d2lib.apis import HUB_ORG, get_model, get_model_info, list_models, render_model_card
-from r2d2lib.apis.hub import PretrainedConfigError
+from r2d2lib.apis import HUB_ORG, get_model, get_model_info, list_models
 from r2d2lib.apis.model_zoo import (
     ModelZooError,
     get_model_config,
@@ -24,6 +23,8 @@ from r2d2lib.apis.model_zoo import (
 )
 from r2d2lib.converters.building import expected_shapes
 from r2d2lib.converters.official_r2d2 import inference_model_config
+from r2d2lib.io import PretrainedConfigError
+from r2d2lib.io.model_card import render_model_card
 from r2d2lib.models.vlp import DualEncoderModel, R2D2Model
 from r2d2lib.registry import MODELS
 
@@ -82,10 +83,8 @@ def test_config_exists_and_builds_the_inference_form_that_the_official_weights_f
     cfg = get_model_config(name)
     with torch.device('meta'):
         model = MODELS.build({**cfg, '_scope_': 'r2d2lib'})
-    matching = name.endswith(('_ft-icm', '_ft-iqm'))  # fine-tuned by R2D2MatchingModel (same tensors)
-    assert type(model).__name__ == ('DualEncoderModel' if name.startswith('prd2') else
-                                    'R2D2MatchingModel' if matching else 'R2D2Model')
-    assert model.teacher is None and model.queue is None and model.fgd_loss is None
+    assert type(model).__name__ == ('DualEncoderModel' if name.startswith('prd2') else 'R2D2Model')
+    assert model.objective is None  # the architecture only (fine-tuned for matching or not: same tensors)
     width, patch = VITS[info['Metadata']['Image Encoder']]
     assert (model.image_encoder.width, model.image_encoder.patch_size) == (width, patch)
     assert name.split('_')[1] == {768: 'vitb', 1024: 'vitl'}[width]  # the name says the ViT
@@ -225,10 +224,10 @@ def test_get_model_builds_the_inference_form_with_overrides(toy_data):
     torch.manual_seed(0)
     model = get_model('r2d2_vitb_23m', **tiny_overrides(toy_data / 'vocab.txt'))
     assert type(model) is R2D2Model and not model.training
-    assert model.teacher is None and model.queue is None and model.mlm_head is None
+    assert model.objective is None
     assert model.image_encoder.width == 48 and model.vision_proj.out_features == 24
     assert model.image_encoder.frozen  # the config's settings that were not overridden stay
-    assert type(model.contrastive_loss).__name__ == 'GCPRLoss'
+    assert type(model.temperature).__name__ == 'Temperature'
     pixels = torch.rand(2, 3, 32, 32)
     tokens = model.tokenize(['红色的圆形', '蓝色的方形'])
     with torch.no_grad():
@@ -277,10 +276,11 @@ def test_pretrained_from_a_local_folder_and_from_the_hf_cache(tiny_r2d2, tiny_mo
         get_model('prd2_vitl_250m', pretrained=folder)
     dual_cfg = {k: v for k, v in copy.deepcopy(tiny_model_cfg).items()
                 if k not in ('text_image_encoder', 'image_text_encoder')}
-    dual = MODELS.build({**dual_cfg, 'type': 'DualEncoderModel'})
+    dual = MODELS.build({**dual_cfg, 'type': 'DualEncoderModel', 'objective': None})
     dual_folder = dual.save_pretrained(tmp_path / 'dual')
     assert type(get_model('prd2_vitl_250m', pretrained=dual_folder)) is DualEncoderModel
-    with pytest.raises(PretrainedConfigError, match='describes DualEncoderModel, not R2D2Model'):
+    with pytest.raises(PretrainedConfigError,
+                       match='holds a DualEncoderModel, but r2d2_vitl_250m is a R2D2Model'):
         get_model('r2d2_vitl_250m', pretrained=dual_folder)
 
 
@@ -335,8 +335,8 @@ def test_publish_dry_run_from_a_training_checkpoint(training_checkpoint, tmp_pat
     card = (out / 'README.md').read_text()
     assert PAPER_TITLE in card and '| Image-Text Retrieval (after fine-tuning) | ICR | 43.4 |' in card
     assert 'not the official checkpoint' in card and "from_pretrained('me/tiny')" in card
-    loaded = r2d2lib.apis.from_pretrained(out)  # strict: the export is the inference model
-    assert loaded.teacher is None
+    loaded = r2d2lib.load_model(out)  # strict: the export is the architecture
+    assert loaded.objective is None
     assert torch.equal(loaded.text_proj.weight, model.text_proj.weight)
 
 
@@ -354,7 +354,7 @@ def test_publish_a_converted_folder_by_zoo_name(tiny_r2d2, tmp_path, capsys, mon
     assert '| Image-Text Matching | ICM | 86.47 |' in card
     # without --dry-run: push_to_hub with the metafile's repo id and card
     pushed = {}
-    monkeypatch.setattr(r2d2lib.apis, 'push_to_hub',
+    monkeypatch.setattr(r2d2lib.io, 'push_to_hub',
                         lambda model, repo_id, **kw: pushed.update(repo_id=repo_id, **kw))
     assert tool.main(['r2d2_vitb_23m_ft-icm', '--src', str(folder)]) == 0
     assert pushed['repo_id'] == f'{HUB_ORG}/r2d2_vitb_23m_ft-icm'
@@ -373,10 +373,10 @@ def test_publish_calls_only_a_recorded_conversion_official(tiny_r2d2, tmp_path):
 
 
 def test_publish_unpickles_fully_only_with_allow_pickle(training_checkpoint, tmp_path):
-    from mmengine.logging import HistoryBuffer
+    import argparse
     model, path, config = training_checkpoint
-    torch.save(dict(meta=dict(iter=2), state_dict=model.state_dict(),  # as mmengine saves it
-                    message_hub=dict(log_scalars={'train/loss': HistoryBuffer([1.0], [1])})), path)
+    torch.save(dict(meta=dict(iter=2), state_dict=model.state_dict(),  # an object beyond plain data
+                    extra=argparse.Namespace(note='not weights-only')), path)
     tool = load_tool('publish_to_hub')
     argv = [str(path), '--config', str(config), '--repo-id', 'me/tiny', '--dry-run',
             '--out', str(tmp_path / 'o')]

@@ -30,8 +30,9 @@ from r2d2lib.converters.chinese_clip import (
     detect_format,
     inference_model_config,
 )
+from r2d2lib.io import PretrainedLoadError
 from r2d2lib.models.data_preprocessors.image_text import build_tokenizer
-from r2d2lib.models.encoders import HFCLIPVisionEncoder, PretrainedLoadError
+from r2d2lib.models.encoders import HFCLIPVisionEncoder
 from r2d2lib.models.vlp import DualEncoderModel
 from r2d2lib.registry import MODELS
 
@@ -208,8 +209,8 @@ def test_hf_state_dict_imports_exactly(hf_model):
     model.load_state_dict(converted, strict=True)
     assert set(converted) == set(model.state_dict())
     assert_same_features(our_features(model), reference_features(hf_model))
-    assert float(model.contrastive_loss.logit_scale.detach()) == pytest.approx(LOGIT_SCALE)
-    assert float(model.contrastive_loss.temperature.detach()) == pytest.approx(math.exp(-LOGIT_SCALE))
+    assert float(model.temperature.logit_scale.detach()) == pytest.approx(LOGIT_SCALE)
+    assert float(model.temperature.tau.detach()) == pytest.approx(math.exp(-LOGIT_SCALE))
     # the towers are the transformers modules with their names
     hf_sd = hf_model.state_dict()
     assert torch.equal(converted['image_encoder.model.post_layernorm.weight'],
@@ -230,8 +231,7 @@ def test_original_checkpoint_imports_exactly(hf_model):
     model = build_chinese_clip_model(checkpoint, config=our_config())
     assert not model.training
     assert_same_features(our_features(model), reference_features(hf_model))
-    assert model.model_config['contrastive_loss']['temperature'] == pytest.approx(math.exp(-LOGIT_SCALE),
-                                                                                  rel=1e-5)
+    assert model.model_config['temperature']['init'] == pytest.approx(math.exp(-LOGIT_SCALE), rel=1e-5)
 
 
 def test_detect_format(hf_model):
@@ -258,11 +258,11 @@ def test_unused_tensors_are_dropped_by_name(hf_model):
     assert dropped == ['bert.pooler.dense.weight']
 
 
-def test_gcpr_model_gets_the_temperature(hf_model):
-    cfg = our_config(contrastive_loss=dict(type='GCPRLoss', temperature=0.07))
+def test_a_temperature_model_gets_the_temperature(hf_model):
+    cfg = our_config(temperature=dict(type='Temperature', init=0.07))  # R2D2's tau instead of a logit scale
     converted, _ = convert_chinese_clip(hf_model.state_dict(), 'hf', cfg)
-    assert 'contrastive_loss.logit_scale' not in converted
-    assert float(converted['contrastive_loss.temp']) == pytest.approx(math.exp(-LOGIT_SCALE))
+    assert 'temperature.logit_scale' not in converted
+    assert float(converted['temperature.temp']) == pytest.approx(math.exp(-LOGIT_SCALE))
     model = build_chinese_clip_model(hf_model.state_dict(), 'hf', cfg)
     assert_same_features(our_features(model), reference_features(hf_model))
 

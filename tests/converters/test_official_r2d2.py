@@ -24,7 +24,7 @@ import yaml
 from safetensors.torch import save_file
 from transformers import BertConfig, BertModel, CLIPVisionConfig, CLIPVisionModel
 
-from r2d2lib.apis.hub import from_pretrained
+from r2d2lib import load_model
 from r2d2lib.converters import ARCH_CONFIGS, build_converted_model, convert_official_state_dict
 from r2d2lib.converters.building import expected_shapes
 from r2d2lib.converters.official_r2d2 import (
@@ -32,7 +32,7 @@ from r2d2lib.converters.official_r2d2 import (
     official_to_ours,
     ours_to_official,
 )
-from r2d2lib.models.encoders.base import PretrainedLoadError
+from r2d2lib.io import PretrainedLoadError
 
 torch.set_num_threads(1)
 
@@ -150,21 +150,23 @@ def tiny_model_cfg(arch: str, vocab_file: str) -> dict:
                                       num_attention_heads=HEADS, intermediate_size=TF,
                                       max_position_embeddings=TPOS)),
         embed_dim=E,
-        # training-only parts the converter must remove
-        contrastive_loss=dict(type='TargetDistillLoss', alpha=0.4),
-        teacher=dict(type='MomentumTeacher', momentum=0.995),
-        queue=dict(type='FeatureQueue', size=8, decay=0.99),
-        fgd_loss=dict(type='FeatureDistillLoss'),
-        loss_weights=dict(gcpr=1.0, fgd=1.0))
+        # the training objective, which the converter must leave out
+        objective=dict(
+            type='ContrastiveObjective',
+            contrastive=dict(type='TargetDistillLoss', alpha=0.4),
+            teacher=dict(type='MomentumTeacher', momentum=0.995),
+            queue=dict(type='FeatureQueue', size=8, decay=0.99),
+            fgd=dict(type='FeatureGuidedDistiller'),
+            weights=dict(gcpr=1.0, fgd=1.0)))
     if arch.startswith('r2d2'):
         cfg.update(
             type='R2D2Model',
             text_image_encoder=dict(type='CrossEncoder', width=T, kv_width=V, num_layers=LAYERS,
                                     num_heads=HEADS),
             image_text_encoder=dict(type='CrossEncoder', width=I_W, kv_width=T, num_layers=LAYERS,
-                                    num_heads=HEADS),
-            mlm_head=dict(type='MLMHead'))
-        cfg['loss_weights'] = dict(gcpr=1.0, fgr=1.0, fgd=1.0, mlm=1.0)
+                                    num_heads=HEADS))
+        cfg['objective'].update(type='R2D2Objective', fgr=dict(type='FGRLoss'), mlm_head=dict(type='MLMHead'),
+                                weights=dict(gcpr=1.0, fgr=1.0, fgd=1.0, mlm=1.0))
     return cfg
 
 
@@ -267,7 +269,7 @@ def check_parity(arch: str, model, official: dict) -> None:
     with torch.no_grad():
         torch.testing.assert_close(model.encode_image(pixels), ref['image_embeds'], atol=1e-5, rtol=0)
         torch.testing.assert_close(model.encode_text(ids, mask), ref['text_embeds'], atol=1e-5, rtol=0)
-        assert model.contrastive_loss.temp.item() == official['temp'].item()
+        assert model.temperature.temp.item() == official['temp'].item()
         if with_match:
             ref_match = reference_forward(official, pair_images, pair_ids, pair_mask)['match']
             assert ref_match.std() > 0.02 and 0.02 < ref_match.min() and ref_match.max() < 0.98  # informative
@@ -288,10 +290,8 @@ def test_converted_model_reproduces_the_official_forward(arch, vocab_file):
     model = build_converted_model(arch, official, tiny_model_cfg(arch, vocab_file))
     assert type(model).__name__ == ('R2D2Model' if arch.startswith('r2d2') else 'DualEncoderModel')
     assert not model.training
-    assert model.teacher is None and model.queue is None and model.fgd_loss is None
-    assert type(model.contrastive_loss).__name__ == 'GCPRLoss'
-    if arch.startswith('r2d2'):
-        assert model.mlm_head is None
+    assert model.objective is None  # no teacher, queue, FgD, MLM head: the architecture only
+    assert type(model.temperature).__name__ == 'Temperature'
     check_parity(arch, model, official)
 
 
@@ -441,10 +441,10 @@ def test_the_config_temperature_is_the_checkpoints_rounded_as_every_export(vocab
     official = tiny_official_state_dict('prd2_vitl')
     official['temp'] = torch.tensor(0.0123456789)
     model = build_converted_model('prd2_vitl', official, tiny_model_cfg('prd2_vitl', vocab_file))
-    assert model.contrastive_loss.temp.item() == official['temp'].item()  # the tensor: exact
-    assert model.model_config['contrastive_loss']['temperature'] == 0.0123457  # the config: 6 digits
+    assert model.temperature.temp.item() == official['temp'].item()  # the tensor: exact
+    assert model.model_config['temperature']['init'] == 0.0123457  # the config: 6 digits
     saved = json.loads((model.save_pretrained(tmp_path / 'out') / 'config.json').read_text())
-    assert saved['model']['contrastive_loss']['temperature'] == 0.0123457
+    assert saved['model']['temperature']['init'] == 0.0123457
 
 
 # ----------------------------------------------------------------- tests: real-size key lists
@@ -473,11 +473,10 @@ def test_inference_configs_have_no_training_parts():
         cfg = inference_model_config(arch)
         for tower in ('image_encoder', 'text_encoder'):  # nothing is downloaded (absent: the default None)
             assert cfg[tower].get('pretrained') is None
-        assert cfg['teacher'] is None and cfg['queue'] is None and cfg['fgd_loss'] is None
-        assert cfg['contrastive_loss']['type'] == 'GCPRLoss'
+        assert 'objective' not in cfg  # no teacher, queue, FgD, MLM head, losses
+        assert cfg['temperature']['type'] == 'Temperature'  # holds the official `temp`
+        assert tuple(cfg['temperature']['temperature_range']) == (0.001, 0.5)  # the official clamp
         assert cfg['type'] == ('R2D2Model' if arch.startswith('r2d2') else 'DualEncoderModel')
-        if arch.startswith('r2d2'):
-            assert cfg['mlm_head'] is None
     assert inference_model_config('r2d2_vitl')['text_image_encoder']['kv_width'] == 1024
 
 
@@ -496,7 +495,7 @@ def load_output_dir(out_dir: Path):
     files = {p.name for p in out_dir.iterdir()}
     assert {'config.json', 'model.safetensors'} <= files
     assert json.loads((out_dir / 'config.json').read_text())['architecture']
-    return from_pretrained(str(out_dir))
+    return load_model(out_dir)
 
 
 def test_tool_converts_a_checkpoint_file(tmp_path, vocab_file):

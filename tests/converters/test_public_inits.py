@@ -11,7 +11,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, CLIPConfig, CLIPModel
 
-from r2d2lib.models.encoders import HFBertEncoder, HFCLIPVisionEncoder, PretrainedLoadError
+from r2d2lib.io import PretrainedLoadError
+from r2d2lib.models.encoders import HFBertEncoder, HFCLIPVisionEncoder
 from r2d2lib.registry import MODELS
 
 torch.set_num_threads(1)

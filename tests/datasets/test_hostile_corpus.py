@@ -14,9 +14,9 @@ from mmengine.logging import MMLogger
 from torch.utils.data import DataLoader
 
 from r2d2lib.datasets.data_report import REPORT_FILE, DataReport, DataReportHook, sample_skips
-from r2d2lib.datasets.image_io import ImageTooLargeError, UnreadableImageError
 from r2d2lib.datasets.zero_shards import ZeroCorpusShardDataset
 from r2d2lib.engine import StrictRunner
+from r2d2lib.io.images import ImageTooLargeError, UnreadableImageError
 from r2d2lib.registry import DATASETS
 
 from . import miniature as mini

@@ -70,10 +70,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_cfg, tiny
     for key in a:
         assert torch.equal(a[key], c[key]), key
     if objective == 'full':  # the distillation state is in the compared state dict, and it moved
-        assert {'queue.weights', 'queue.ptr', 'text_centre.centre', 'contrastive_loss.temp'} <= set(a)
-        assert any(k.startswith('teacher.teachers.text_encoder.') for k in a)
-        assert int(a['queue.ptr']) == (6 * 4) % 12 and a['queue.weights'].min() < 1
-        assert a['image_centre.centre'].abs().sum() > 0
+        assert {'objective.queue.weights', 'objective.queue.ptr', 'objective.fgd.text_centre.centre',
+                'temperature.temp'} <= set(a)
+        assert any(k.startswith('objective.teacher.teachers.text_encoder.') for k in a)
+        assert int(a['objective.queue.ptr']) == (6 * 4) % 12 and a['objective.queue.weights'].min() < 1
+        assert a['objective.fgd.image_centre.centre'].abs().sum() > 0
     opt_a = straight.optim_wrapper.state_dict()['state']
     opt_c = resumed.optim_wrapper.state_dict()['state']
     for idx in opt_a:

@@ -39,7 +39,7 @@ def step(model, batch, seed):
     sum(v for k, v in losses.items() if k.startswith('loss_')).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
-    model.momentum_update()
+    model.objective.momentum_update(model)
     return {k: v.detach() for k, v in losses.items()}, grads
 
 
@@ -131,7 +131,7 @@ def test_target_distill_over_queue_slots_equals_over_the_filled_copies():
     loss = TargetDistillLoss(alpha=0.4)
     values, grads = [], []
     for state in (queue.state(), queue.slots()):
-        value = loss(image, text, ids, teacher_image, teacher_text, state)
+        value = loss(image, text, ids, torch.tensor(0.07), teacher_image, teacher_text, state)
         values.append(value.detach())
         grads.append(torch.autograd.grad(value, (image, text)))
     assert queue.slots()['valid'].sum() == 3

@@ -62,7 +62,7 @@ def test_train_compares_ours_with_the_official_approach(toy_data, capsys):
                      '--cfg-options', vocab)
     ours, official, ratio, negatives = lines
     assert (ours['method'], official['method'], ratio['method']) == ('ours', 'official', 'ratio')
-    assert official['model'] == 'OfficialR2D2Model'
+    assert (official['model'], official['objective']) == ('R2D2Model', 'OfficialR2D2Objective')
     for line in (ours, official):
         assert line['samples_per_s'] > 0 and line['peak_mib'] > 0 and line['flops_per_sample'] > 0
         assert LOSS_KEYS == set(line['losses']) and all(math.isfinite(v) for v in line['losses'].values())

@@ -109,7 +109,8 @@ def test_parity_check_detects_a_different_model(exported):
 
 def test_dual_encoder_exports_towers_only(tiny_model_cfg, tmp_path):
     """A model without cross encoders exports the two towers; asking for matching names the problem."""
-    cfg = {k: v for k, v in tiny_model_cfg.items() if k not in ('text_image_encoder', 'image_text_encoder')}
+    cfg = {k: v for k, v in tiny_model_cfg.items()
+           if k not in ('text_image_encoder', 'image_text_encoder', 'objective')}  # R2D2Objective needs them
     model = _build({**cfg, 'type': 'DualEncoderModel'})
     with pytest.raises(ValueError, match='no cross encoders'):
         export_onnx(model, tmp_path, parts=['matching'], save_tokenizer=False)

@@ -59,8 +59,12 @@ def test_demo_trains_on_object_captions(tmp_path):
     assert json.loads(lines[0])['captions'][0].startswith('有一个')
     results = json.loads((tmp_path / 'work' / 'demo_results.json').read_text())
     assert results['training']['captions'] == 'objects'
+    # the run trained configs/demo/r2d2_tiny_shapes_objects.py (the draw's temperature is the objective's)
+    from mmengine.config import Config
+    trained = Config.fromfile(str(tmp_path / 'work' / 'r2d2_tiny_shapes_objects.py'))
+    assert trained.model.objective.fgr.hard_negative_temperature == 1.0
     saved = json.loads((tmp_path / 'work' / 'model' / 'config.json').read_text())
-    assert saved['model']['hard_negative_temperature'] == 1.0  # configs/demo/r2d2_tiny_shapes_objects.py
+    assert saved['model'].get('objective') is None  # exported without its training objective
     assert results['entity_attention']['layer 1']['pairs'] == 8
     assert 'entity attention' in out
 

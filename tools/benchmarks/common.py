@@ -152,7 +152,7 @@ def memory(device: torch.device) -> Dict[str, float]:
 
 
 def count_params(model) -> Dict[str, int]:
-    teacher = getattr(model, 'teacher', None)
+    teacher = getattr(getattr(model, 'objective', None), 'teacher', None)
     return dict(total=sum(p.numel() for p in model.parameters()),
                 trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
                 teacher=sum(p.numel() for p in teacher.parameters()) if teacher is not None else 0)

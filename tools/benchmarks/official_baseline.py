@@ -18,7 +18,7 @@ reproduces those choices on top of our model, with the same weights and losses:
 * the feature queue is read as copies of its filled slots.
 
 Everything else (losses, masking, patch dropping, queue and centre updates, the teacher's
-EMA) is :class:`~r2d2lib.models.vlp.R2D2Model`'s, so both methods compute the same
+EMA) is :class:`~r2d2lib.models.objectives.R2D2Objective`'s, so both methods compute the same
 objective and differ only in how.
 """
 import math
@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from r2d2lib.models.fusion.cross_encoder import AttentionProjection
+from r2d2lib.models.objectives import R2D2Objective, TrainFeatures
 from r2d2lib.models.utils import all_gather_no_grad, all_gather_with_grad
 from r2d2lib.models.vlp import R2D2Model
-from r2d2lib.models.vlp.dual_encoder import TrainFeatures
 
 MASK_VALUE = -10000.0  # BERT's additive mask
 
@@ -61,47 +61,54 @@ def eager_model_config(model_cfg: dict) -> dict:
     return cfg
 
 
-def to_official(model: R2D2Model) -> 'OfficialR2D2Model':
+def to_official(model: R2D2Model) -> R2D2Model:
     """Turn a built R2D2Model (built from :func:`eager_model_config`) into the official approach."""
-    if not isinstance(model, R2D2Model):
-        raise TypeError(f'the official baseline needs an R2D2Model, got {type(model).__name__}')
+    if not isinstance(model, R2D2Model) or not isinstance(model.objective, R2D2Objective):
+        raise TypeError(f'the official baseline needs an R2D2Model trained by R2D2Objective, got '
+                        f'{type(model).__name__} with {type(model.objective).__name__}')
     for module in model.modules():
         if type(module) is AttentionProjection:
             module.__class__ = EagerAttentionProjection
         if hasattr(module, 'fused_attn'):  # timm attention blocks
             module.fused_attn = False
-    model.__class__ = OfficialR2D2Model
+    model.objective.__class__ = OfficialR2D2Objective
     return model
 
 
-class OfficialR2D2Model(R2D2Model):
-    """R2D2Model computed as the official code does (see the module doc); same objective."""
+class OfficialR2D2Objective(R2D2Objective):
+    """R2D2Objective computed as the official code does (see the module doc); same objective."""
 
     def teacher_features(self, images: Tensor, input_ids: Tensor, attention_mask: Tensor,
                          image_tokens: Tensor):
         with torch.no_grad():
-            if self.image_encoder.frozen:  # ALBEF's visual_encoder_m: the teacher runs its own ViT
-                image_tokens = self.image_encoder(images)
+            if 'image_encoder' not in self.teacher.teachers:  # frozen ViT: ALBEF's visual_encoder_m
+                image_tokens = self._image_encoder(images)  # the teacher runs its own ViT pass
             return super().teacher_features(images, input_ids, attention_mask, image_tokens)
 
-    def compute_losses(self, f: TrainFeatures) -> Dict[str, Tensor]:
-        loss = self.contrastive_loss
+    def train_features(self, model: R2D2Model, inputs: dict) -> TrainFeatures:
+        self.__dict__['_image_encoder'] = model.image_encoder  # for teacher_features
+        return super().train_features(model, inputs)
+
+    def compute_losses(self, model: R2D2Model, f: TrainFeatures) -> Dict[str, Tensor]:
+        tau = model.temperature()
+        loss = self.contrastive
         if loss.requires_queue:
-            value = loss(f.image_embeds, f.text_embeds, f.image_ids, f.teacher_image, f.teacher_text,
+            value = loss(f.image_embeds, f.text_embeds, f.image_ids, tau, f.teacher_image, f.teacher_text,
                          self.queue.state())
         else:
-            value = loss(f.image_embeds, f.text_embeds, f.image_ids)
+            value = loss(f.image_embeds, f.text_embeds, f.image_ids, tau)
         losses = {loss.name: value}
-        if self.fgd_loss is not None:
-            losses[self.fgd_loss.name] = self.feature_distill_loss(f)
-        text_image, image_text, labels, pair_mask = self.fgr_forward(f, f.text_hidden)
-        losses[self.fgr_loss.name] = self.fgr_loss(
-            self.text_image_itm_head(text_image[:, 0]), self.image_text_itm_head(image_text[:, 0]),
+        if self.fgd is not None:
+            losses[self.fgd.name] = self.fgd(model, f.images, f.masked_embeds, f.teacher_image,
+                                             f.teacher_text)
+        text_image, image_text, labels, pair_mask = self.fgr_forward(model, f, f.text_hidden, tau)
+        losses[self.fgr.name] = self.fgr(
+            model.text_image_itm_head(text_image[:, 0]), model.image_text_itm_head(image_text[:, 0]),
             labels, pair_mask)
         if self.mlm_head is not None:  # a separate MLM forward: text encoder and fusion again
-            masked_hidden = self.text_encoder(f.masked_ids, f.text_mask)
-            states = self.text_image_encoder(masked_hidden, f.image_tokens, x_mask=f.text_mask)
-            losses[self.mlm_loss.name] = self.mlm_loss(self.mlm_head(states), f.mlm_labels)
+            masked_hidden = model.text_encoder(f.masked_ids, f.text_mask)
+            states = model.text_image_encoder(masked_hidden, f.image_tokens, x_mask=f.text_mask)
+            losses[self.mlm.name] = self.mlm(self.mlm_head(states), f.mlm_labels)
         return losses
 
     @staticmethod
@@ -120,12 +127,12 @@ class OfficialR2D2Model(R2D2Model):
                 valid.append(False)
         return indices, torch.tensor(valid, device=similarity.device)
 
-    def fgr_forward(self, f: TrainFeatures, text_hidden: Tensor):
+    def fgr_forward(self, model: R2D2Model, f: TrainFeatures, text_hidden: Tensor, tau: Tensor):
         image_ids, text_mask, image_tokens = f.image_ids, f.text_mask, f.image_tokens
         n = image_ids.shape[0]
         all_ids = all_gather_no_grad(image_ids)
         with torch.no_grad():
-            temp = self.contrastive_loss.temperature.detach()
+            temp = tau.detach()
             neg_image, image_ok = self.sample_one_by_one(
                 f.text_embeds @ all_gather_no_grad(f.image_embeds).t(), image_ids, all_ids, temp)
             neg_text, text_ok = self.sample_one_by_one(
@@ -140,5 +147,5 @@ class OfficialR2D2Model(R2D2Model):
         masks = torch.cat([text_mask, text_mask, negative_masks])
         labels = torch.cat([image_ids.new_ones(n), image_ids.new_zeros(2 * n)])
         pair_mask = torch.cat([torch.ones_like(image_ok), image_ok, text_ok])
-        text_image, image_text = self.cross_encode(images, texts, masks)
+        text_image, image_text = model.cross_encode(images, texts, masks)
         return text_image, image_text, labels, pair_mask

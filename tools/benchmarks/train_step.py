@@ -6,7 +6,7 @@
 
 ``train-step`` builds the config's model and runs ``--warmup`` + ``--iters`` pre-training
 steps as the training loop does (``model(inputs, mode='loss')``, the sum of the ``loss_*``
-entries, backward, AdamW step at lr 1e-5, ``momentum_update()`` when the model has a
+entries, backward, AdamW step at lr 1e-5, ``objective.momentum_update(model)`` when the model has a
 momentum teacher, as ``MomentumUpdateHook`` does). Per step it prints the wall and CPU
 time, the losses and the memory: on CPU the process RSS after the step, after
 ``gc.collect()`` and after glibc's ``malloc_trim(0)``; on CUDA ``torch.cuda`` allocated
@@ -81,8 +81,8 @@ def train_step(model, optimizer, inputs: dict) -> Dict[str, float]:
     total.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    if getattr(model, 'teacher', None) is not None:
-        model.momentum_update()
+    if getattr(model.objective, 'teacher', None) is not None:
+        model.objective.momentum_update(model)
     result = {key: float(value.detach()) for key, value in values.items()}
     result['loss'] = float(total.detach())
     return result

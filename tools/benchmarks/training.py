@@ -62,7 +62,7 @@ from .common import (
     vm_hwm_mib,
 )
 from .flops import count_flops, peak_tflops, utilisation
-from .official_baseline import OfficialR2D2Model, eager_model_config, to_official
+from .official_baseline import OfficialR2D2Objective, eager_model_config, to_official
 
 METHODS = ('ours', 'official')
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -76,8 +76,8 @@ def build_method(cfg, method: str, device: torch.device, seed: int, compile_back
     torch.manual_seed(seed)
     model_cfg = cfg.model if method == 'ours' else eager_model_config(cfg.model)
     model = MODELS.build(model_cfg)
-    if getattr(model, 'teacher', None) is not None:
-        model.teacher.sync(model.momentum_students())
+    if model.objective is not None:
+        model.objective.sync_teacher(model)
     if method == 'official':
         model = to_official(model)
     elif compile_backend:
@@ -104,8 +104,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        if getattr(self.model, 'teacher', None) is not None:
-            self.model.momentum_update()
+        if getattr(self.model.objective, 'teacher', None) is not None:
+            self.model.objective.momentum_update(self.model)
         return losses
 
 
@@ -148,7 +148,8 @@ def measure(cfg, method: str, args, count: bool = True) -> dict:
         memory = dict(peak_mib=peak, step_peak_mib=peak - rss_before, memory_kind='cpu VmHWM')
     flops = count_flops(lambda: trainer.step(batches[-1])) if count else None
     return dict(seconds=seconds, cpu_seconds=cpu_seconds, losses=losses, flops_per_step=flops,
-                params=count_params(model), model=type(model).__name__, **memory)
+                params=count_params(model), model=type(model).__name__,
+                objective=type(model.objective).__name__, **memory)
 
 
 def _child(cfg, method: str, args, count: bool, conn) -> None:
@@ -191,7 +192,7 @@ def time_hard_negatives(batch_size: int, repeats: int = 20) -> dict:
     i2t, t2i = embeds[0] @ embeds[1].t(), embeds[1] @ embeds[0].t()
     samplers = {
         'ours': lambda sim: sample_hard_negatives(sim, ids, ids, temp),
-        'official': lambda sim: OfficialR2D2Model.sample_one_by_one(sim, ids, ids, temp),
+        'official': lambda sim: OfficialR2D2Objective.sample_one_by_one(sim, ids, ids, temp),
     }
     times: Dict[str, List[float]] = {name: [] for name in samplers}
     for sample in samplers.values():
@@ -218,6 +219,7 @@ def method_line(method: str, results: List[dict], args) -> dict:
     flops = results[0]['flops_per_step']
     device = torch.device(args.device)
     line = dict(benchmark='train', method=method, config=args.config, model=results[0]['model'],
+                objective=results[0]['objective'],
                 device=args.device, precision=args.amp, threads=args.threads,
                 compile=args.compile if method == 'ours' else None, batch_size=args.batch_size,
                 fill_queue=args.fill_queue,

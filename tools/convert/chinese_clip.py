@@ -10,7 +10,7 @@ when it holds one), or a file: an original Chinese-CLIP checkpoint (``--format o
 converted into ``--config`` (default configs/chinese_clip/chinese_clip_vitb16.py). The format is
 detected from the keys unless given. Unused tensors (the BERT pooler, index buffers) are dropped by name
 and listed; anything else that does not match our model key for key and shape for shape stops the
-conversion with the offending names. The output is written by ``r2d2lib.apis.hub.save_pretrained`` and
+conversion with the offending names. The output is written by ``r2d2lib.io.save_pretrained`` and
 loads with ``DualEncoderModel.from_pretrained(OUT_DIR)``; the source file's name is recorded in its
 config.json (``converted_from``). ``--model`` (a model-zoo name) fills the model card from its
 metafile entry instead of the generic Chinese-CLIP card.
@@ -20,14 +20,8 @@ from pathlib import Path
 
 import torch
 
-from r2d2lib.converters.building import build_converted, converted_card, print_summary, save_converted
-from r2d2lib.converters.checkpoint_files import (
-    CheckpointFileError,
-    PickleRefusedError,
-    check_tokenizer,
-    load_checkpoint_file,
-    set_tokenizer,
-)
+from r2d2lib.apis.model_zoo import converted_model_card
+from r2d2lib.converters.building import build_converted, print_summary, save_converted
 from r2d2lib.converters.chinese_clip import (
     DEFAULT_CONFIG,
     convert_chinese_clip,
@@ -37,7 +31,14 @@ from r2d2lib.converters.chinese_clip import (
     model_config_from_hf,
     unwrap_chinese_clip_state_dict,
 )
-from r2d2lib.models.encoders.base import check_state_dict_keys, quiet_transformers
+from r2d2lib.converters.tokenizer import check_tokenizer, set_tokenizer
+from r2d2lib.io.checkpoint import (
+    CheckpointFileError,
+    PickleRefusedError,
+    check_state_dict_keys,
+    load_checkpoint_file,
+)
+from r2d2lib.models.encoders.base import quiet_transformers
 
 #: What a folder holding a tokenizer has (BertTokenizerFast.from_pretrained reads either).
 TOKENIZER_MARKERS = ('vocab.txt', 'tokenizer.json')
@@ -87,8 +88,8 @@ def main(argv=None) -> None:
     if src.is_dir() and args.format == 'original':
         raise SystemExit(f'error: {src} is a folder; --format original takes a checkpoint file')
     try:
-        card = converted_card(src, args.model, default=dict(title=f'Chinese-CLIP ({src.name}) for r2d2lib',
-                                                            paper=PAPER))
+        default = dict(title=f'Chinese-CLIP ({src.name}) for r2d2lib', paper=PAPER)
+        card = converted_model_card(src, args.model, default=default)
     except KeyError as error:
         raise SystemExit(f'error: --model: {error.args[0]}') from None
     import r2d2lib  # noqa: F401  (registers every component)

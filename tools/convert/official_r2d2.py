@@ -16,15 +16,11 @@ name is recorded in config.json (``converted_from``) for ``tools/publish_to_hub.
 import argparse
 from pathlib import Path
 
-from r2d2lib.converters.building import build_converted, converted_card, print_summary, save_converted
-from r2d2lib.converters.checkpoint_files import (
-    CheckpointFileError,
-    PickleRefusedError,
-    check_tokenizer,
-    load_checkpoint_file,
-    set_tokenizer,
-)
+from r2d2lib.apis.model_zoo import converted_model_card
+from r2d2lib.converters.building import build_converted, print_summary, save_converted
 from r2d2lib.converters.official_r2d2 import ARCH_CONFIGS, convert_official_state_dict, inference_model_config
+from r2d2lib.converters.tokenizer import check_tokenizer, set_tokenizer
+from r2d2lib.io.checkpoint import CheckpointFileError, PickleRefusedError, load_checkpoint_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,7 +49,7 @@ def main(argv=None) -> None:
     if not Path(args.src).is_file():
         raise SystemExit(f'error: {args.src} is not a file')
     try:
-        card = converted_card(args.src, args.model)
+        card = converted_model_card(args.src, args.model)
     except KeyError as error:
         raise SystemExit(f'error: --model: {error.args[0]}') from None
     if args.model is not None:

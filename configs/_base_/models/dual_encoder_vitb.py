@@ -24,5 +24,6 @@ model = dict(
                     type_vocab_size=2, layer_norm_eps=1e-12, hidden_act='gelu')),
     embed_dim=768,
     projection_head=dict(type='ProjectionHead'),  # vision_proj, text_proj
-    contrastive_loss=dict(type='GCPRLoss', temperature=0.07, temperature_range=(0.001, 0.5)),
+    temperature=dict(type='Temperature', init=0.07, temperature_range=(0.001, 0.5)),  # tau of Eq. 1
+    objective=dict(type='ContrastiveObjective', contrastive=dict(type='GCPRLoss')),
 )

@@ -17,17 +17,18 @@ model = dict(
         type='CrossEncoder', width=text_width, kv_width=text_width, num_layers=6,
         num_heads=12, dropout=0.1),
     itm_head=dict(type='ITMHead'),  # one on each cross encoder's first token
-    contrastive_loss=dict(type='TargetDistillLoss', alpha=0.4, temperature=0.07,
-                          temperature_range=(0.001, 0.5)),
-    fgr_loss=dict(type='FGRLoss', class_weight=(1.0, 2.0)),
-    mlm_head=dict(type='MLMHead'),
-    mlm_loss=dict(type='MLMLoss'),
-    enhanced_training=True,
-    teacher=dict(type='MomentumTeacher', momentum=0.995),
-    queue=dict(type='FeatureQueue', size=65536, decay=0.99),
-    fgd_loss=dict(type='FeatureDistillLoss', student_temp=0.1, teacher_temp=0.04),
-    feature_centre=dict(type='FeatureCentre', momentum=0.9),
-    text_mask_ratio=0.15,  # MLM and the FgD text student
-    patch_drop_ratio=0.15,  # the FgD image student
-    loss_weights=dict(gcpr=1.0, fgr=1.0, fgd=1.0, mlm=1.0),  # Eq. 8
+    objective=dict(
+        _delete_=True,
+        type='R2D2Objective',
+        contrastive=dict(type='TargetDistillLoss', alpha=0.4),
+        fgr=dict(type='FGRLoss', class_weight=(1.0, 2.0)),
+        mlm_head=dict(type='MLMHead'),
+        mlm=dict(type='MLMLoss'),
+        enhanced_training=True,
+        teacher=dict(type='MomentumTeacher', momentum=0.995),
+        queue=dict(type='FeatureQueue', size=65536, decay=0.99),
+        fgd=dict(type='FeatureGuidedDistiller', student_temp=0.1, teacher_temp=0.04, centre_momentum=0.9,
+                 patch_drop_ratio=0.15),  # the FgD image student drops 15% of the patches
+        text_mask_ratio=0.15,  # MLM and the FgD text student
+        weights=dict(gcpr=1.0, fgr=1.0, fgd=1.0, mlm=1.0)),  # Eq. 8
 )

@@ -2,4 +2,4 @@
 # instead of riding the FGR pass; FGR sees the complete texts. Everything else as R2D2 ViT-L, 2.3M.
 _base_ = ['../vitl_2.3m.py']
 
-model = dict(enhanced_training=False)
+model = dict(objective=dict(enhanced_training=False))

@@ -2,8 +2,7 @@
 # feature-guided distillation. L = L_GCPR + L_FGR + L_FGD + L_MLM. R2D2 ViT-L, 2.3M pairs.
 _base_ = ['../vitl_2.3m.py']
 
-model = dict(
-    contrastive_loss=dict(_delete_=True, type='GCPRLoss', temperature=0.07,
-                          temperature_range=(0.001, 0.5)),
+model = dict(objective=dict(
+    contrastive=dict(_delete_=True, type='GCPRLoss'),
     queue=None,
-)
+))

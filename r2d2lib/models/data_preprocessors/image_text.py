@@ -10,8 +10,8 @@ from mmengine.model import BaseDataPreprocessor
 from PIL import Image
 from torch import Tensor
 
-from r2d2lib.datasets.image_io import to_rgb
-from r2d2lib.datasets.text_hygiene import check_texts
+from r2d2lib.io.images import to_rgb
+from r2d2lib.io.texts import check_texts
 from r2d2lib.registry import MODELS
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -150,7 +150,7 @@ class ImageTextDataPreprocessor(BaseDataPreprocessor):
     def preprocess(self, images: List[Image.Image]) -> Tensor:
         """PIL images -> normalised pixels: RGB, resized (not cropped) to ``image_size``, bicubic.
 
-        Converted to RGB by :func:`r2d2lib.datasets.image_io.to_rgb` (EXIF orientation, 16-bit
+        Converted to RGB by :func:`r2d2lib.io.images.to_rgb` (EXIF orientation, 16-bit
         and float modes scaled, alpha composited on white), as every image r2d2lib reads.
         """
         if isinstance(images, Image.Image):

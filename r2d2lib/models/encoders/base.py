@@ -1,4 +1,4 @@
-"""Shared base of the encoders: freezing, lazy pretrained loading and strict key checks.
+"""Shared base of the encoders: freezing, lazy pretrained loading (strict, by r2d2lib.io.checkpoint).
 
 Every encoder builds its architecture from a config alone (no file, no network) and
 loads pretrained weights only in :meth:`BaseEncoder.init_weights`, which mmengine's
@@ -8,7 +8,7 @@ keys deliberately dropped by name (modules the encoder removed because it never 
 them).
 """
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -16,73 +16,9 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
 
-_MAX_LISTED = 30  # keys listed per category in an error message
+from r2d2lib.io.checkpoint import PretrainedLoadError, check_state_dict_keys, load_state_dict_strict
 
-
-class PretrainedLoadError(RuntimeError):
-    """Raised when a checkpoint does not match an encoder key for key and shape for shape."""
-
-
-def _listing(kind: str, keys: Sequence[str]) -> str:
-    """One line of an error message: the category, its count and (the first) keys."""
-    shown = ', '.join(keys[:_MAX_LISTED])
-    more = f', ... and {len(keys) - _MAX_LISTED} more' if len(keys) > _MAX_LISTED else ''
-    return f'  {kind} ({len(keys)}): {shown}{more}'
-
-
-def check_state_dict_keys(missing: Iterable[str], unexpected: Iterable[str], source: str,
-                          ignore_prefixes: Sequence[str] = (),
-                          mismatched: Iterable[Any] = ()) -> list[str]:
-    """Fail loudly unless a checkpoint matched exactly, up to keys dropped by name.
-
-    Args:
-        missing: keys the model has but the checkpoint lacks.
-        unexpected: keys the checkpoint has but the model lacks.
-        source: where the weights come from (path or hub id), quoted in the error.
-        ignore_prefixes: keys starting with one of these (``'post_layernorm.'``,
-            ``'logit_scale'``) are dropped deliberately, missing or unexpected.
-        mismatched: wrong-shaped keys, as names or ``(name, ckpt_shape, model_shape)``.
-
-    Returns:
-        The sorted dropped (ignored) keys.
-
-    Raises:
-        PretrainedLoadError: listing every offending key and the source.
-    """
-    prefixes = tuple(ignore_prefixes)
-    missing, unexpected = sorted(set(missing)), sorted(set(unexpected))
-    dropped = sorted(k for k in set(missing) | set(unexpected) if k.startswith(prefixes))
-    missing = [k for k in missing if not k.startswith(prefixes)]
-    unexpected = [k for k in unexpected if not k.startswith(prefixes)]
-    wrong = sorted(m if isinstance(m, str) else
-                   f'{m[0]} (checkpoint {tuple(m[1])} vs model {tuple(m[2])})'
-                   for m in mismatched)
-    if missing or unexpected or wrong:
-        lines = [f'Strict loading of pretrained weights from {source!r} failed:']
-        for kind, keys in (('missing keys', missing), ('unexpected keys', unexpected),
-                           ('shape mismatches', wrong)):
-            if keys:
-                lines.append(_listing(kind, keys))
-        raise PretrainedLoadError('\n'.join(lines))
-    return dropped
-
-
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor],
-                           source: str, ignore_prefixes: Sequence[str] = ()) -> list[str]:
-    """Copy ``state_dict`` into ``module`` after :func:`check_state_dict_keys` passed.
-
-    Shapes are checked before copying, so a mismatch is reported with the other
-    problems instead of by ``load_state_dict``'s first error. Returns the dropped keys.
-    """
-    prefixes = tuple(ignore_prefixes)
-    own = module.state_dict()
-    kept = {k: v for k, v in state_dict.items() if not k.startswith(prefixes)}
-    mismatched = [(k, v.shape, own[k].shape) for k, v in kept.items()
-                  if k in own and v.shape != own[k].shape]
-    check_state_dict_keys(own.keys() - kept.keys(), kept.keys() - own.keys(), source,
-                          mismatched=mismatched)
-    module.load_state_dict(kept, strict=True)
-    return sorted(state_dict.keys() - kept.keys())
+__all__ = ['BaseEncoder', 'load_hf_pretrained', 'quiet_transformers']
 
 
 class BaseEncoder(BaseModule):

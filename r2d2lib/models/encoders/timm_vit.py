@@ -7,10 +7,11 @@ import torch
 from timm.models import checkpoint_seq
 from torch import Tensor, nn
 
+from r2d2lib.io.checkpoint import load_state_dict_strict
 from r2d2lib.models.utils import keep_patch_tokens
 from r2d2lib.registry import ENCODERS
 
-from .base import BaseEncoder, load_state_dict_strict
+from .base import BaseEncoder
 
 # Pooling/classifier modules that ``forward_features`` never uses; they are removed
 # (unused parameters break DDP) and their checkpoint keys dropped by name.

@@ -1,5 +1,6 @@
-"""Heads: parameters only (projections, matching, masked-token prediction)."""
+"""Heads: parameters only (projections, matching, masked-token prediction, the contrastive temperature)."""
 from .linear_heads import ITMHead, ProjectionHead
 from .mlm_head import MLMHead
+from .temperature import LogitScale, Temperature
 
-__all__ = ['ITMHead', 'MLMHead', 'ProjectionHead']
+__all__ = ['ITMHead', 'LogitScale', 'MLMHead', 'ProjectionHead', 'Temperature']

@@ -1,7 +1,6 @@
 """Global contrastive pre-ranking loss (GCPR, Eq. 1-2)."""
 from typing import Tuple
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -32,50 +31,29 @@ class GCPRLoss(nn.Module):
 
         L_GCPR = 1/2 [ CE(s(I, T), y(I, T)) + CE(s(T, I), y(T, I)) ]      (Eq. 2)
 
-    Args:
-        temperature: initial tau of Eq. 1 (0.07).
-        learnable: learn tau (as the paper) or keep it fixed.
-        temperature_range: tau is clamped to this range before every use
-            ([0.001, 0.5], as the official code).
+    Stateless: the temperature tau of Eq. 1 is the model's (``model.temperature``), passed in.
+    Every contrastive loss takes ``(image_embeds, text_embeds, image_ids, temperature)`` first;
+    those with ``requires_queue`` also the momentum teacher's embeddings and the queue.
 
     Attributes:
-        name: ``'gcpr'``, the model logs the loss as ``loss_gcpr``.
-        requires_queue: False; queue-based losses take the teacher and the queue too.
+        name: ``'gcpr'``, the objective logs the loss as ``loss_gcpr``.
+        requires_queue: False.
     """
 
     name = 'gcpr'
     requires_queue = False
 
-    def __init__(self, temperature: float = 0.07, learnable: bool = True,
-                 temperature_range: Tuple[float, float] = (0.001, 0.5)):
-        super().__init__()
-        self.temperature_range = tuple(temperature_range)
-        value = torch.tensor(float(temperature))
-        if learnable:
-            self.temp = nn.Parameter(value)
-        else:
-            self.register_buffer('temp', value)
-
-    @property
-    def temperature(self) -> Tensor:
-        """The current temperature tau (clamped to its range at the start of every forward)."""
-        return self.temp
-
-    @torch.no_grad()
-    def clamp_temperature_(self) -> None:
-        """Clamp tau in place to ``temperature_range``, as the official code does each step."""
-        self.temp.clamp_(*self.temperature_range)
-
-    def logits(self, image_embeds: Tensor, text_embeds: Tensor) -> Tuple[Tensor, Tensor]:
+    @staticmethod
+    def logits(image_embeds: Tensor, text_embeds: Tensor, temperature: Tensor) -> Tuple[Tensor, Tensor]:
         """Local-vs-global similarity logits: [n, n*k] image-to-text and text-to-image, fp32."""
         all_images = all_gather_with_grad(image_embeds)
         all_texts = all_gather_with_grad(text_embeds)
-        temp = self.temperature
-        return similarity_fp32(image_embeds, all_texts, temp), similarity_fp32(text_embeds, all_images, temp)
+        return (similarity_fp32(image_embeds, all_texts, temperature),
+                similarity_fp32(text_embeds, all_images, temperature))
 
-    def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor) -> Tensor:
-        """L_GCPR for L2-normalised [n, D] embeddings of n pairs and their [n] image ids."""
-        self.clamp_temperature_()
-        logits_i2t, logits_t2i = self.logits(image_embeds, text_embeds)
+    def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor,
+                temperature: Tensor) -> Tensor:
+        """L_GCPR for L2-normalised [n, D] embeddings of n pairs, their [n] image ids and tau."""
+        logits_i2t, logits_t2i = self.logits(image_embeds, text_embeds, temperature)
         targets = id_targets(image_ids, all_gather_no_grad(image_ids))
         return (soft_cross_entropy(logits_i2t, targets) + soft_cross_entropy(logits_t2i, targets)) / 2

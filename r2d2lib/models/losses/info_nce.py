@@ -1,5 +1,4 @@
 """Contrastive losses of the dual encoders R2D2 is compared with: CLIP and BriVL (WenLan)."""
-import math
 from typing import Dict, Optional
 
 import torch
@@ -20,34 +19,23 @@ class InfoNCELoss(nn.Module):
     Each rank scores its n images against the texts of all ranks (gathered with
     gradient) and vice versa; the target of pair i is its own partner only, even
     when another caption of the same image is in the batch (unlike GCPR's id
-    targets). The scale is learnt as ``log(1 / tau)`` and clamped to at most
-    ``max_scale`` (100), as CLIP.
+    targets). The scale 1 / tau is the model's (CLIP learns it as ``logit_scale``, see
+    :class:`~r2d2lib.models.heads.LogitScale`), passed in as tau.
 
     Args:
-        temperature: initial tau (0.07), i.e. scale 1 / 0.07.
-        max_scale: upper clamp of the scale.
         gather: contrast with the batch of all ranks (CLIP) or the local batch only.
     """
 
     name = 'info_nce'
     requires_queue = False
 
-    def __init__(self, temperature: float = 0.07, max_scale: float = 100.0, gather: bool = True):
+    def __init__(self, gather: bool = True):
         super().__init__()
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
-        self.max_log_scale = math.log(max_scale)
         self.gather = gather
 
-    @property
-    def temperature(self) -> Tensor:
-        """tau = 1 / scale."""
-        return torch.exp(-self.logit_scale)
-
-    def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor) -> Tensor:
-        """L_InfoNCE for L2-normalised [n, D] embeddings (``image_ids`` unused: one-hot targets)."""
-        with torch.no_grad():
-            self.logit_scale.clamp_(max=self.max_log_scale)
-        scale = self.logit_scale.exp()
+    def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor,
+                temperature: Tensor) -> Tensor:
+        """L_InfoNCE for L2-normalised [n, D] embeddings and tau (``image_ids`` unused: one-hot targets)."""
         if self.gather:
             all_images, all_texts = all_gather_with_grad(image_embeds), all_gather_with_grad(text_embeds)
         else:
@@ -55,8 +43,8 @@ class InfoNCELoss(nn.Module):
         n = image_embeds.shape[0]
         offset = get_rank() * n if self.gather else 0
         labels = torch.arange(offset, offset + n, device=image_embeds.device)
-        return (F.cross_entropy(scale * similarity_fp32(image_embeds, all_texts), labels) +
-                F.cross_entropy(scale * similarity_fp32(text_embeds, all_images), labels)) / 2
+        return (F.cross_entropy(similarity_fp32(image_embeds, all_texts, temperature), labels) +
+                F.cross_entropy(similarity_fp32(text_embeds, all_images, temperature), labels)) / 2
 
 
 @LOSSES.register_module()
@@ -73,39 +61,30 @@ class MoCoLoss(nn.Module):
     The queue is filled with the keys of every rank after each step (MoCo's
     shuffled-BN trick is not needed: the encoders have no batch norm). Queue
     weights are not used (configure the queue with ``decay=1.0``). The BriVL
-    abstract gives no hyper-parameters; the defaults are MoCo's.
-
-    Args:
-        temperature: fixed tau (0.07).
+    abstract gives no hyper-parameters; MoCo's fixed tau of 0.07 is the model's
+    ``temperature=dict(type='Temperature', init=0.07, learnable=False)``.
     """
 
     name = 'moco'
     requires_queue = True
 
-    def __init__(self, temperature: float = 0.07):
-        super().__init__()
-        self.register_buffer('temp', torch.tensor(float(temperature)), persistent=False)
-
-    @property
-    def temperature(self) -> Tensor:
-        return self.temp
-
-    def _one_way(self, queries: Tensor, keys: Tensor, negatives: Tensor,
-                 valid: Optional[Tensor]) -> Tensor:
+    @staticmethod
+    def _one_way(queries: Tensor, keys: Tensor, negatives: Tensor, valid: Optional[Tensor],
+                 temperature: Tensor) -> Tensor:
         """fp32 logits [n, 1 + K]: the positive key first, then the queued negatives (``valid`` ones)."""
         queries, keys = queries.float(), keys.detach().float()
-        positive = (queries * keys).sum(dim=1, keepdim=True) / self.temp
+        positive = (queries * keys).sum(dim=1, keepdim=True) / temperature
         # a copy: the queue is written in place after the loss, before the backward pass
-        negative = similarity_fp32(queries, negatives.detach().clone(), self.temp)
+        negative = similarity_fp32(queries, negatives.detach().clone(), temperature)
         if valid is not None:
             negative = negative.masked_fill(~valid, float('-inf'))
         logits = torch.cat([positive, negative], dim=1)
         return F.cross_entropy(logits, torch.zeros_like(positive[:, 0], dtype=torch.long))
 
-    def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor,
+    def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor, temperature: Tensor,
                 teacher_image: Tensor, teacher_text: Tensor, queue: Dict[str, Tensor]) -> Tensor:
-        """L_MoCo for [n, D] student queries, [n, D] teacher keys and ``FeatureQueue.state()``
+        """L_MoCo for [n, D] student queries, tau, [n, D] teacher keys and ``FeatureQueue.state()``
         (or ``slots()``: empty slots masked out)."""
-        valid = queue.get('valid')
-        return (self._one_way(image_embeds, teacher_text, queue['text_feats'], valid) +
-                self._one_way(text_embeds, teacher_image, queue['image_feats'], valid)) / 2
+        valid, temperature = queue.get('valid'), temperature.detach()
+        return (self._one_way(image_embeds, teacher_text, queue['text_feats'], valid, temperature) +
+                self._one_way(text_embeds, teacher_image, queue['image_feats'], valid, temperature)) / 2

@@ -50,31 +50,30 @@ class TargetDistillLoss(GCPRLoss):
     (2) a stale queued feature then pulls its query less (its target mass counts
     w_k times) while it still serves as a negative in the softmax.
 
+    The teacher's similarities use the same (detached) temperature as the student's.
+
     Args:
         alpha: weight of the teacher's soft targets (0.4).
-        **gcpr_kwargs: temperature settings of :class:`GCPRLoss`; the teacher's
-            similarities use the same (detached) temperature.
     """
 
     requires_queue = True
 
-    def __init__(self, alpha: float = 0.4, **gcpr_kwargs):
-        super().__init__(**gcpr_kwargs)
+    def __init__(self, alpha: float = 0.4):
+        super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f'alpha must be in [0, 1], got {alpha}')
         self.alpha = alpha
 
-    def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor,
+    def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor, temperature: Tensor,
                 teacher_image: Tensor, teacher_text: Tensor, queue: Dict[str, Tensor]) -> Tensor:
-        """L_GCPR^TgD for [n, D] student and teacher embeddings and the queue's state.
+        """L_GCPR^TgD for [n, D] student and teacher embeddings, tau and the queue's state.
 
         ``queue``: read before this step's enqueue: ``FeatureQueue.state()`` (the filled
         slots) or ``FeatureQueue.slots()`` (every slot and a ``valid`` mask; the empty
         slots are left out of every softmax and sum, which gives the same value).
         Logits and softmaxes are fp32 under autocast (:func:`similarity_fp32`).
         """
-        self.clamp_temperature_()
-        temp = self.temperature
+        temp = temperature
         queue_images, queue_texts = queue['image_feats'].detach(), queue['text_feats'].detach()
         all_ids = all_gather_no_grad(image_ids)
         column_ids = torch.cat([all_ids, queue['image_ids']])

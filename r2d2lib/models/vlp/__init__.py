@@ -1,5 +1,4 @@
-"""Assembled vision-language models."""
-from . import r2d2_matching  # noqa: F401  (registers R2D2MatchingModel)
+"""Assembled vision-language models: architectures only (training objectives: models/objectives)."""
 from .dual_encoder import DualEncoderModel
 from .r2d2 import R2D2Model
 

@@ -1,16 +1,11 @@
-"""BaseEncoder and the strict key checks shared by the encoders."""
+"""BaseEncoder, and the strict key checks (r2d2lib.io.checkpoint) the encoders load through."""
 import pytest
 import torch
 from mmengine.model import BaseModule
 from torch import nn
 
-from r2d2lib.models.encoders import (
-    BaseEncoder,
-    PretrainedLoadError,
-    TimmViTEncoder,
-    check_state_dict_keys,
-    load_state_dict_strict,
-)
+from r2d2lib.io.checkpoint import PretrainedLoadError, check_state_dict_keys, load_state_dict_strict
+from r2d2lib.models.encoders import BaseEncoder, TimmViTEncoder
 
 
 class ToyEncoder(BaseEncoder):

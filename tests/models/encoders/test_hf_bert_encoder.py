@@ -5,7 +5,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import BertConfig, BertForPreTraining, BertModel
 
-from r2d2lib.models.encoders import HFBertEncoder, PretrainedLoadError
+from r2d2lib.io import PretrainedLoadError
+from r2d2lib.models.encoders import HFBertEncoder
 from r2d2lib.registry import ENCODERS
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -7,7 +7,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel
 
-from r2d2lib.models.encoders import HFCLIPVisionEncoder, PretrainedLoadError
+from r2d2lib.io import PretrainedLoadError
+from r2d2lib.models.encoders import HFCLIPVisionEncoder
 from r2d2lib.registry import ENCODERS
 
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,

@@ -4,7 +4,8 @@ import timm
 import torch
 from torch import nn
 
-from r2d2lib.models.encoders import PretrainedLoadError, TimmViTEncoder
+from r2d2lib.io import PretrainedLoadError
+from r2d2lib.models.encoders import TimmViTEncoder
 from r2d2lib.registry import ENCODERS
 
 TINY = dict(model_name='vit_tiny_patch16_224', img_size=32, patch_size=8, embed_dim=32, depth=2,

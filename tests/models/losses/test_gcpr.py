@@ -8,6 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from r2d2lib.models.heads import Temperature
 from r2d2lib.models.losses import GCPRLoss
 
 
@@ -28,7 +29,7 @@ def test_gcpr_equals_loop_with_one_hot_targets():
     torch.manual_seed(0)
     image, text = F.normalize(torch.randn(6, 8), dim=1), F.normalize(torch.randn(6, 8), dim=1)
     ids = torch.arange(6)
-    loss = GCPRLoss(temperature=0.07)(image, text, ids)
+    loss = GCPRLoss()(image, text, ids, torch.tensor(0.07))
     assert loss.item() == pytest.approx(loop_gcpr(image, text, ids.tolist(), 0.07), rel=1e-5)
 
 
@@ -38,27 +39,28 @@ def test_gcpr_soft_targets_for_captions_of_the_same_image():
     # two captions of image 0 and two of image 3, each seen through a different augmentation
     # (with identical image features soft and one-hot targets give the same loss)
     ids = torch.tensor([0, 0, 2, 3, 3])
-    loss = GCPRLoss(temperature=0.1)(image, text, ids)
+    loss = GCPRLoss()(image, text, ids, torch.tensor(0.1))
     assert loss.item() == pytest.approx(loop_gcpr(image, text, ids.tolist(), 0.1), rel=1e-5)
-    one_hot = GCPRLoss(temperature=0.1)(image, text, torch.arange(5))
+    one_hot = GCPRLoss()(image, text, torch.arange(5), torch.tensor(0.1))
     assert not torch.isclose(loss, one_hot)
 
 
-def test_temperature_is_learnable_and_clamped():
-    loss_fn = GCPRLoss(temperature=0.07)
+def test_the_models_temperature_is_learnt_through_the_loss_and_clamped_each_step():
+    temperature = Temperature(init=0.07)
     image = F.normalize(torch.randn(4, 8), dim=1)
-    loss_fn(image, image.flip(0), torch.arange(4)).backward()
-    assert loss_fn.temp.grad is not None and loss_fn.temp.grad.abs() > 0
+    GCPRLoss()(image, image.flip(0), torch.arange(4), temperature()).backward()
+    assert temperature.temp.grad is not None and temperature.temp.grad.abs() > 0
     with torch.no_grad():
-        loss_fn.temp.fill_(3.0)
-    loss_fn(image, image, torch.arange(4))
-    assert loss_fn.temperature.item() == pytest.approx(0.5)
+        temperature.temp.fill_(3.0)
+    assert temperature().item() == pytest.approx(0.5) and temperature.tau.item() == pytest.approx(0.5)
     with torch.no_grad():
-        loss_fn.temp.fill_(1e-6)
-    loss_fn(image, image, torch.arange(4))
-    assert loss_fn.temperature.item() == pytest.approx(0.001)
-    fixed = GCPRLoss(temperature=0.05, learnable=False)
+        temperature.temp.fill_(1e-6)
+    assert temperature.tau.item() == pytest.approx(1e-6)  # reading tau (inference) does not clamp
+    assert temperature().item() == pytest.approx(0.001)
+    fixed = Temperature(init=0.05, learnable=False)
     assert 'temp' in dict(fixed.named_buffers()) and not list(fixed.parameters())
+    with pytest.raises(ValueError, match='temperature'):
+        Temperature(init=0.7)  # outside its range [0.001, 0.5]
 
 
 # ---------------------------------------------------------------- 2 processes, gloo
@@ -71,20 +73,20 @@ def _make_batch():
 
 def _make_towers():
     torch.manual_seed(0)
-    return torch.nn.Linear(6, 4), torch.nn.Linear(6, 4), GCPRLoss(temperature=0.1)
+    return torch.nn.Linear(6, 4), torch.nn.Linear(6, 4), Temperature(init=0.1)
 
 
 def _worker(rank, world, port, out):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=world)
-    img_tower, txt_tower, loss_fn = _make_towers()
-    model = torch.nn.ModuleList([img_tower, txt_tower, loss_fn])
+    img_tower, txt_tower, temperature = _make_towers()
+    model = torch.nn.ModuleList([img_tower, txt_tower, temperature])
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     x_img, x_txt, ids = _make_batch()
     part = slice(rank * 4, rank * 4 + 4)
     image = F.normalize(ddp.module[0](x_img[part]), dim=1)
     text = F.normalize(ddp.module[1](x_txt[part]), dim=1)
-    loss = ddp.module[2](image, text, ids[part])
+    loss = GCPRLoss()(image, text, ids[part], ddp.module[2]())
     # DDP hooks only fire through ddp.forward; average gradients by hand as DDP does.
     loss.backward()
     for p in model.parameters():
@@ -102,11 +104,12 @@ def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path, fre
     mp.start_processes(_worker, args=(2, free_port, out), nprocs=2, start_method='spawn')
     result = torch.load(out)
 
-    img_tower, txt_tower, loss_fn = _make_towers()
+    img_tower, txt_tower, temperature = _make_towers()
     x_img, x_txt, ids = _make_batch()
-    loss = loss_fn(F.normalize(img_tower(x_img), dim=1), F.normalize(txt_tower(x_txt), dim=1), ids)
+    image, text = F.normalize(img_tower(x_img), dim=1), F.normalize(txt_tower(x_txt), dim=1)
+    loss = GCPRLoss()(image, text, ids, temperature())
     loss.backward()
-    params = list(img_tower.parameters()) + list(txt_tower.parameters()) + list(loss_fn.parameters())
+    params = list(img_tower.parameters()) + list(txt_tower.parameters()) + list(temperature.parameters())
     torch.testing.assert_close(result['loss'], loss.detach(), atol=1e-6, rtol=1e-5)
     for got, want in zip(result['grads'], [p.grad for p in params]):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)

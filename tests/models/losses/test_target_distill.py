@@ -12,6 +12,7 @@ from r2d2lib.models.losses.target_distill import weighted_soft_cross_entropy
 from r2d2lib.models.queues import FeatureQueue
 from r2d2lib.registry import LOSSES
 
+TAU = torch.tensor(0.07)  # the model's temperature, passed in
 DIM = 8
 
 
@@ -73,15 +74,16 @@ def test_alpha_zero_and_empty_queue_is_gcpr_exactly_values_and_gradients():
     def run(loss_fn, tgd):
         image = unit(6, 10).requires_grad_()
         text = unit(6, 11).requires_grad_()
+        tau = torch.tensor(0.05, requires_grad=True)
         if tgd:
-            loss = loss_fn(image, text, ids, unit(6, 12), unit(6, 13), empty)
+            loss = loss_fn(image, text, ids, tau, unit(6, 12), unit(6, 13), empty)
         else:
-            loss = loss_fn(image, text, ids)
+            loss = loss_fn(image, text, ids, tau)
         loss.backward()
-        return loss, image.grad, text.grad, loss_fn.temp.grad
+        return loss, image.grad, text.grad, tau.grad
 
-    tgd = run(TargetDistillLoss(alpha=0.0, temperature=0.05), True)
-    gcpr = run(GCPRLoss(temperature=0.05), False)
+    tgd = run(TargetDistillLoss(alpha=0.0), True)
+    gcpr = run(GCPRLoss(), False)
     for got, want in zip(tgd, gcpr):
         assert torch.equal(got, want)
     assert tgd[1].abs().sum() > 0 and tgd[3].abs() > 0
@@ -91,11 +93,11 @@ def test_teacher_targets_change_the_loss_when_alpha_is_positive():
     ids = torch.arange(4)
     image, text = unit(4, 0), unit(4, 1)
     empty = FeatureQueue(DIM, size=4).state()
-    base = TargetDistillLoss(alpha=0.0)(image, text, ids, unit(4, 2), unit(4, 3), empty)
-    distilled = TargetDistillLoss(alpha=0.4)(image, text, ids, unit(4, 2), unit(4, 3), empty)
+    base = TargetDistillLoss(alpha=0.0)(image, text, ids, TAU, unit(4, 2), unit(4, 3), empty)
+    distilled = TargetDistillLoss(alpha=0.4)(image, text, ids, TAU, unit(4, 2), unit(4, 3), empty)
     assert not torch.isclose(base, distilled)
     # and they depend on the teacher's features
-    other = TargetDistillLoss(alpha=0.4)(image, text, ids, unit(4, 4), unit(4, 5), empty)
+    other = TargetDistillLoss(alpha=0.4)(image, text, ids, TAU, unit(4, 4), unit(4, 5), empty)
     assert not torch.isclose(distilled, other)
 
 
@@ -150,8 +152,8 @@ def test_matches_loop_version_on_a_filled_queue(alpha):
     ids = torch.tensor([0, 1, 1, 3])
     image, text = unit(4, 30).double().requires_grad_(), unit(4, 31).double().requires_grad_()
     t_image, t_text = unit(4, 32).double(), unit(4, 33).double()
-    loss_fn = TargetDistillLoss(alpha=alpha, temperature=0.1).double()
-    loss = loss_fn(image, text, ids, t_image, t_text, queue)
+    tau = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    loss = TargetDistillLoss(alpha=alpha)(image, text, ids, tau, t_image, t_text, queue)
     loss.backward()
 
     image_ref = image.detach().clone().requires_grad_()
@@ -164,14 +166,14 @@ def test_matches_loop_version_on_a_filled_queue(alpha):
     torch.testing.assert_close(image.grad, image_ref.grad, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(text.grad, text_ref.grad, rtol=1e-5, atol=1e-6)
     # the teacher's similarities use the detached temperature: only the student logits give tau a grad
-    torch.testing.assert_close(loss_fn.temp.grad, temp_ref.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(tau.grad, temp_ref.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_queue_weights_matter():
     queue = filled_queue()
     unweighted = dict(queue, weights=torch.ones_like(queue['weights']))
     ids = torch.tensor([0, 1, 1, 3])
-    args = (unit(4, 30), unit(4, 31), ids, unit(4, 32), unit(4, 33))
+    args = (unit(4, 30), unit(4, 31), ids, TAU, unit(4, 32), unit(4, 33))
     loss_fn = TargetDistillLoss(alpha=0.4)
     assert not torch.isclose(loss_fn(*args, queue), loss_fn(*args, unweighted))
 
@@ -185,7 +187,7 @@ def test_gradients_reach_the_student_only():
     assert not any(v.requires_grad for v in queue.values())
     image, text = unit(4, 42).requires_grad_(), unit(4, 43).requires_grad_()
     t_image, t_text = unit(4, 44).requires_grad_(), unit(4, 45).requires_grad_()
-    loss = TargetDistillLoss(alpha=0.4)(image, text, torch.tensor([0, 1, 2, 2]), t_image, t_text, queue)
+    loss = TargetDistillLoss(alpha=0.4)(image, text, torch.tensor([0, 1, 2, 2]), TAU, t_image, t_text, queue)
     loss.backward()
     assert image.grad.abs().sum() > 0 and text.grad.abs().sum() > 0
     assert t_image.grad is None and t_text.grad is None
@@ -201,7 +203,7 @@ def test_alpha_outside_unit_interval_raises(alpha):
 
 def test_registered_with_defaults_and_needs_a_queue():
     init_default_scope('r2d2lib')
-    loss_fn = LOSSES.build(dict(type='TargetDistillLoss', temperature=0.05, learnable=False))
+    loss_fn = LOSSES.build(dict(type='TargetDistillLoss'))
     assert isinstance(loss_fn, TargetDistillLoss) and loss_fn.requires_queue
-    assert loss_fn.alpha == 0.4 and TargetDistillLoss().alpha == 0.4
-    assert loss_fn.temperature.item() == pytest.approx(0.05) and not list(loss_fn.parameters())
+    assert loss_fn.alpha == 0.4 and TargetDistillLoss(alpha=0.2).alpha == 0.2
+    assert not list(loss_fn.parameters()) and not loss_fn.state_dict()  # stateless: tau is the model's

@@ -53,20 +53,14 @@ def test_fgr_pairs_use_negatives_with_other_image_ids(tiny_model_cfg, batch):
     inputs = data['inputs']
     ids = inputs['image_ids']
     assert len(set(ids.tolist())) == 4  # 2 captions per image: same-id pairs in the batch
-    features = model.train_features(inputs)
-    tokens, hidden = features.image_tokens, features.text_hidden
-    captured = {}
-    original = model.cross_encode
-
-    def spy(images, texts, masks):
-        captured.update(images=images, texts=texts)
-        return original(images, texts, masks)
-
-    model.cross_encode = spy
-    ti, it, labels, pair_mask = model.fgr_forward(features, hidden)
+    f = model.objective.train_features(model, inputs)
+    tokens, hidden = f.image_tokens, f.text_hidden
+    pairs = model.objective.fgr.sampler.pairs(tokens, hidden, f.text_mask, f.image_ids, f.image_embeds,
+                                              f.text_embeds, model.temperature.tau)
+    captured = dict(images=pairs.image_tokens, texts=pairs.text_hidden)
     n = ids.numel()
-    assert ti.shape[0] == it.shape[0] == 3 * n
-    assert labels.tolist() == [1] * n + [0] * (2 * n) and pair_mask.all()
+    assert pairs.image_tokens.shape[0] == pairs.text_hidden.shape[0] == pairs.text_mask.shape[0] == 3 * n
+    assert pairs.labels.tolist() == [1] * n + [0] * (2 * n) and pairs.valid.all()
     # the negative image of text i is a token sequence of an image with another id
     for i in range(n):
         neg = captured['images'][n + i]
@@ -79,26 +73,29 @@ def test_fgr_pairs_use_negatives_with_other_image_ids(tiny_model_cfg, batch):
 
 @pytest.mark.parametrize('fixed', [None, 5.0])
 def test_hard_negatives_are_drawn_at_the_configured_temperature(tiny_model_cfg, monkeypatch, fixed):
-    """Default: the contrastive tau (official); ``hard_negative_temperature``: that fixed value."""
-    import r2d2lib.models.vlp.r2d2 as r2d2_module
+    """Default: the model's contrastive tau (official); ``hard_negative_temperature``: that fixed value."""
+    import r2d2lib.models.losses.fgr as fgr_module
     seen = []
-    original = r2d2_module.sample_hard_negatives
+    original = fgr_module.sample_hard_negatives
 
     def spy(similarity, query_ids, candidate_ids, temperature):
         seen.append(float(temperature))
         return original(similarity, query_ids, candidate_ids, temperature)
 
-    monkeypatch.setattr(r2d2_module, 'sample_hard_negatives', spy)
-    model = MODELS.build(dict(tiny_model_cfg, hard_negative_temperature=fixed))
+    monkeypatch.setattr(fgr_module, 'sample_hard_negatives', spy)
+    cfg = copy.deepcopy(tiny_model_cfg)
+    cfg['objective']['fgr']['hard_negative_temperature'] = fixed
+    model = MODELS.build(cfg)
     ids, embeds = torch.arange(4), torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
-    model.draw_hard_negatives(ids, embeds, embeds)
-    tau = float(model.contrastive_loss.temperature)
+    model.objective.fgr.sampler.draw(ids, embeds, embeds, model.temperature.tau)
+    tau = float(model.temperature.tau.detach())
     assert seen == [fixed or tau] * 2 and fixed != tau
 
 
 def test_hard_negative_temperature_must_be_positive(tiny_model_cfg):
     with pytest.raises(ValueError, match='hard_negative_temperature'):
-        MODELS.build(dict(tiny_model_cfg, hard_negative_temperature=0.0))
+        fgr = dict(type='FGRLoss', hard_negative_temperature=0.0)
+        MODELS.build(dict(tiny_model_cfg, objective=dict(type='R2D2Objective', fgr=fgr)))
 
 
 def test_inference_surface(tiny_model_cfg, toy_data):
@@ -149,7 +146,7 @@ def test_loss_weights_scale_the_named_losses_and_reject_unknown_names(tiny_model
     losses = {}
     for weights in (None, dict(fgr=0.5, gcpr=2.0)):
         cfg = copy.deepcopy(tiny_model_cfg)
-        cfg['loss_weights'] = weights
+        cfg['objective']['weights'] = weights
         torch.manual_seed(0)
         model = MODELS.build(cfg)
         torch.manual_seed(1)
@@ -158,6 +155,6 @@ def test_loss_weights_scale_the_named_losses_and_reject_unknown_names(tiny_model
     torch.testing.assert_close(weighted['loss_fgr'], 0.5 * plain['loss_fgr'])
     torch.testing.assert_close(weighted['loss_gcpr'], 2.0 * plain['loss_gcpr'])
     cfg = copy.deepcopy(tiny_model_cfg)
-    cfg['loss_weights'] = dict(mlm=1.0)  # no mlm_head in this config: no MLM loss to weight
+    cfg['objective']['weights'] = dict(mlm=1.0)  # no mlm_head in this config: no MLM loss to weight
     with pytest.raises(KeyError, match='mlm'):
         MODELS.build(cfg)

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from mmengine.dataset import default_collate
 from mmengine.registry import init_default_scope
 
-import r2d2lib.models.vlp.r2d2 as r2d2_module
+import r2d2lib.models.losses.fgr as fgr_module
 from r2d2lib.registry import DATASETS, MODELS
 
 N, SHIFT = 8, 3  # 8 pairs in all; the negative of global sample g is sample (g + 3) % 8
@@ -46,8 +46,8 @@ def make_inputs(model, toy_data, pipeline):
     return model.data_preprocessor(default_collate([dataset[2 * i] for i in range(N)]), True)['inputs']
 
 
-STATE = ('queue.image_feats', 'queue.text_feats', 'queue.weights', 'queue.image_ids', 'text_centre.centre',
-         'image_centre.centre')
+STATE = ('objective.queue.image_feats', 'objective.queue.text_feats', 'objective.queue.weights',
+         'objective.queue.image_ids', 'objective.fgd.text_centre.centre', 'objective.fgd.image_centre.centre')
 
 
 def total_and_grads(model, inputs):
@@ -66,7 +66,7 @@ def worker(rank, world, port, cfg, toy_data, pipeline, out):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=world)
     torch.set_num_threads(1)
-    r2d2_module.sample_hard_negatives = fixed_negatives
+    fgr_module.sample_hard_negatives = fixed_negatives
     model = build(cfg)
     inputs = make_inputs(model, toy_data, pipeline)
     half = slice(rank * N // 2, (rank + 1) * N // 2)
@@ -84,13 +84,15 @@ def worker(rank, world, port, cfg, toy_data, pipeline, out):
 def test_two_processes_equal_one_process(tiny_model_cfg, tiny_full_cfg, toy_data, pipeline32, free_port,
                                          tmp_path, monkeypatch, objective):
     if objective == 'full':  # TgD with a 12-slot queue, FgD, MLM; no masking (same inputs on 1 and 2 ranks)
-        tiny_model_cfg = dict(tiny_full_cfg, text_mask_ratio=0.0, patch_drop_ratio=0.0)
+        tiny_model_cfg = copy.deepcopy(tiny_full_cfg)
+        tiny_model_cfg['objective'].update(text_mask_ratio=0.0, fgd=dict(type='FeatureGuidedDistiller',
+                                                                          patch_drop_ratio=0.0))
     out = str(tmp_path / 'rank0.pt')
     mp.start_processes(worker, args=(2, free_port, tiny_model_cfg, toy_data, pipeline32, out),
                        nprocs=2, start_method='spawn')
     result = torch.load(out)
 
-    monkeypatch.setattr(r2d2_module, 'sample_hard_negatives', fixed_negatives)
+    monkeypatch.setattr(fgr_module, 'sample_hard_negatives', fixed_negatives)
     model = build(tiny_model_cfg)
     loss, grads, state = total_and_grads(model, make_inputs(model, toy_data, pipeline32))
     torch.testing.assert_close(result['loss'], loss, rtol=1e-5, atol=1e-6)

@@ -18,12 +18,9 @@ _base_ = [
 
 model = dict(
     image_encoder=dict(pretrained=None),  # the ViT's weights are in the checkpoint
-    contrastive_loss=dict(_delete_=True, type='GCPRLoss', temperature=0.07, temperature_range=(0.001, 0.5)),
-    mlm_head=None,
-    teacher=None,
-    queue=None,
-    fgd_loss=None,
-    loss_weights=dict(_delete_=True, gcpr=1.0, fgr=1.0),
+    objective=dict(
+        _delete_=True, type='R2D2Objective', contrastive=dict(type='GCPRLoss'), fgr=dict(type='FGRLoss'),
+        weights=dict(gcpr=1.0, fgr=1.0)),
 )
 load_from = 'checkpoints/r2d2_vitl_23m.pth'
 

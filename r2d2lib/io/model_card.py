@@ -10,14 +10,11 @@ _SHAPE_KEYS = ('model_name', 'hidden_size', 'width', 'kv_width', 'num_hidden_lay
                'depth', 'num_attention_heads', 'num_heads', 'intermediate_size', 'image_size',
                'img_size', 'patch_size', 'vocab_size', 'max_position_embeddings', 'frozen')
 
-# Training-only parts of a model left out of every export (see r2d2lib.apis.hub).
+# Training-only parts of a model left out of every export (see r2d2lib.io.pretrained).
 LEFT_OUT = (
-    'the momentum teacher (`teacher.*`), the feature queues (`queue.*`) and the FgD centres '
-    '(`image_centre.*`, `text_centre.*`): training-only state; `teacher`, `queue` and `fgd_loss` are '
-    'None in `config.json`',
-    'a queue-based contrastive loss is replaced by `GCPRLoss` with the learnt temperature '
-    '(`TargetDistillLoss` -> GCPR with the same temperature settings; `MoCoLoss` -> GCPR with '
-    '`learnable=False` and the MoCo temperature); `loss_weights` is None',
+    'the training objective (`objective.*`: the losses, the momentum teacher, the feature queues, the FgD '
+    'centres, the MLM head and the loss weights): `config.json` describes the architecture only, and '
+    'fine-tuning adds an objective in its training config',
 )
 
 
@@ -101,7 +98,7 @@ def render_model_card(config: Dict[str, Any], metadata: Optional[Dict[str, Any]]
               f"- Texts: the tokenizer in this repository, padded / truncated to {pre.get('max_length')} "
               'tokens ([CLS] and [SEP] included).', '',
               '## Usage', '', '```python', 'import torch', 'from PIL import Image', '',
-              f'from r2d2lib.models.vlp import {arch}', '',
+              f'from r2d2lib import {arch}', '',
               f"model = {arch}.from_pretrained('{name}')  # eval mode; device=, dtype= optional",
               "pixels = model.preprocess([Image.open('image.jpg')])",
               "tokens = model.tokenize(['一只在草地上奔跑的小狗', '一碗牛肉面'])",

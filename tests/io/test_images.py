@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from r2d2lib.datasets.image_io import (
+from r2d2lib.datasets.transforms import LoadImage
+from r2d2lib.io.images import (
     DEFAULT_MAX_PIXELS,
     ImageTooLargeError,
     UnreadableImageError,
     load_rgb,
     open_rgb,
 )
-from r2d2lib.datasets.transforms import LoadImage
-
-from .hostile import EXPECTED_RGB, png_header_bomb, write_images
+from tests.datasets.hostile import EXPECTED_RGB, png_header_bomb, write_images
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,5 @@
-"""R2D2MatchingModel and MatchingDataPreprocessor: FGR (Eq. 3) on labelled pairs, checked by hand."""
+"""MatchingObjective (R2D2Model fine-tuned for matching) and MatchingDataPreprocessor: FGR (Eq. 3) on labelled
+pairs, checked by hand."""
 import copy
 import math
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from mmengine.registry import init_default_scope
 
-import r2d2lib.models.vlp.r2d2 as r2d2_module
+import r2d2lib.models.losses.fgr as fgr_module
 from r2d2lib.registry import MODELS
 
 init_default_scope('r2d2lib')
@@ -17,7 +18,7 @@ TEXTS = ['红色圆形在左上', '蓝色正方形在右下', '绿色三角形�
 @pytest.fixture
 def matching_cfg(tiny_model_cfg):
     cfg = copy.deepcopy(tiny_model_cfg)
-    cfg['type'] = 'R2D2MatchingModel'
+    cfg['objective'] = dict(type='MatchingObjective')
     cfg['data_preprocessor']['type'] = 'MatchingDataPreprocessor'
     return cfg
 
@@ -64,8 +65,8 @@ def test_loss_is_fgr_of_labelled_pairs_plus_positive_hard_negatives(matching_cfg
                           candidate_ids=candidate_ids.clone(), temperature=float(temperature), result=result))
         return result
 
-    real = r2d2_module.sample_hard_negatives
-    monkeypatch.setattr(r2d2_module, 'sample_hard_negatives', spy)
+    real = fgr_module.sample_hard_negatives
+    monkeypatch.setattr(fgr_module, 'sample_hard_negatives', spy)
     losses = model(inputs, mode='loss')
     assert set(losses) == {'loss_fgr'}
 
@@ -97,7 +98,8 @@ def test_loss_is_fgr_of_labelled_pairs_plus_positive_hard_negatives(matching_cfg
 
 def test_without_hard_negatives_the_loss_is_the_labelled_pairs_alone(matching_cfg):
     torch.manual_seed(0)
-    model = MODELS.build(dict(matching_cfg, hard_negatives=False, loss_weights=dict(fgr=0.5))).eval()
+    model = MODELS.build(dict(matching_cfg, objective=dict(type='MatchingObjective', hard_negatives=False,
+                                                           weights=dict(fgr=0.5)))).eval()
     inputs = make_inputs(model, [1, 0, 0], [0, 1, 2])
     loss = model(inputs, mode='loss')['loss_fgr'].item()
     tokens = model.image_encoder(inputs['images'])
@@ -112,7 +114,7 @@ def test_a_positive_without_candidates_of_another_image_gets_no_negative(matchin
     model = MODELS.build(matching_cfg).eval()
     inputs = make_inputs(model, [1, 0, 1], [5, 5, 5])  # every candidate shares the image id
     with_negatives = model(inputs, mode='loss')['loss_fgr'].item()
-    model.hard_negatives = False
+    model.objective.hard_negatives = False
     assert with_negatives == pytest.approx(model(inputs, mode='loss')['loss_fgr'].item(), rel=1e-6)
 
 
@@ -122,20 +124,19 @@ def test_gradients_reach_the_ranking_part_only(matching_cfg):
     model(make_inputs(model, [1, 0, 1, 0], [0, 1, 2, 3]), mode='loss')['loss_fgr'].backward()
     grads = {name: p.grad is not None for name, p in model.named_parameters()}
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
-    assert sorted({name.split('.')[0] for name in frozen}) == ['contrastive_loss', 'text_proj', 'vision_proj']
+    assert sorted({name.split('.')[0] for name in frozen}) == ['temperature', 'text_proj', 'vision_proj']
     assert not any(grads[name] for name in frozen)
     # every trainable parameter is used (DDP without find_unused_parameters)
     assert [name for name, p in model.named_parameters() if p.requires_grad and not grads[name]] == []
 
 
-@pytest.mark.parametrize('key, value', [('mlm_head', dict(type='MLMHead')),
-                                        ('contrastive_loss', dict(type='TargetDistillLoss'))])
-def test_objectives_other_than_fgr_are_refused(matching_cfg, key, value):
-    cfg = dict(matching_cfg, **{key: value})
-    if key == 'contrastive_loss':
-        cfg.update(teacher=dict(type='MomentumTeacher'), queue=dict(type='FeatureQueue', size=8))
-    with pytest.raises(ValueError, match='R2D2MatchingModel'):
-        MODELS.build(cfg)
+def test_a_dual_encoder_or_other_loss_weights_are_refused(matching_cfg):
+    dual = {k: v for k, v in matching_cfg.items() if k not in ('text_image_encoder', 'image_text_encoder')}
+    with pytest.raises(TypeError, match='MatchingObjective trains cross encoders'):
+        MODELS.build(dict(dual, type='DualEncoderModel'))
+    with pytest.raises(KeyError, match=r"unknown keys \['mlm'\]"):
+        MODELS.build(dict(matching_cfg, objective=dict(type='MatchingObjective',
+                                                       weights=dict(fgr=1.0, mlm=1.0))))
 
 
 def test_loss_without_labels_names_the_preprocessor(matching_cfg):
@@ -146,23 +147,18 @@ def test_loss_without_labels_names_the_preprocessor(matching_cfg):
         model(inputs, mode='loss')
 
 
-def test_save_and_from_pretrained_round_trip(matching_cfg, tmp_path):
-    from r2d2lib.apis import from_pretrained
-    model = MODELS.build(dict(matching_cfg, hard_negatives=False))
+def test_the_fine_tuned_model_exports_as_r2d2_without_its_objective(matching_cfg, tmp_path):
+    from r2d2lib import R2D2Model, load_model
+    model = MODELS.build(matching_cfg)
     model.save_pretrained(tmp_path / 'export')
-    loaded = from_pretrained(tmp_path / 'export')
-    assert type(loaded).__name__ == 'R2D2MatchingModel' and loaded.hard_negatives is False
+    loaded = load_model(tmp_path / 'export')
+    assert type(loaded) is R2D2Model and loaded.objective is None
     assert type(loaded.data_preprocessor).__name__ == 'MatchingDataPreprocessor'
     state = model.state_dict()
+    assert loaded.state_dict().keys() == state.keys()  # MatchingObjective has no state of its own
     assert all(torch.equal(value, state[key]) for key, value in loaded.state_dict().items())
-    assert not loaded.vision_proj.weight.requires_grad
-
-
-def test_default_preprocessor_carries_labels(tiny_model_cfg):
-    cfg = copy.deepcopy({k: v for k, v in tiny_model_cfg.items() if k != 'data_preprocessor'})
-    cfg['image_encoder']['config'].update(image_size=224, patch_size=32)  # the default preprocessor's size
-    model = MODELS.build(dict(cfg, type='R2D2MatchingModel'))
-    assert type(model.data_preprocessor).__name__ == 'MatchingDataPreprocessor'
+    pretrained = MODELS.build(dict(matching_cfg, objective=None))  # a pre-trained R2D2 loads strictly
+    pretrained.load_state_dict(loaded.state_dict(), strict=True)
 
 
 class Sample:

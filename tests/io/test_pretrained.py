@@ -1,4 +1,6 @@
-"""save_pretrained, from_pretrained, push_to_hub, load_local_checkpoint: exact round trips, strict errors."""
+"""save_pretrained, from_pretrained / load_model, push_to_hub, load_weights: exact round trips, strict
+errors."""
+import argparse
 import copy
 import json
 import os
@@ -9,28 +11,21 @@ import pytest
 import torch
 import yaml
 from mmengine.dataset import default_collate
-from mmengine.logging import HistoryBuffer
 from mmengine.registry import init_default_scope
 from safetensors.torch import load_file, save_file
 
 import r2d2lib
-from r2d2lib.apis import (
-    PretrainedConfigError,
-    from_pretrained,
-    load_local_checkpoint,
-    render_model_card,
-    save_pretrained,
-)
-from r2d2lib.converters.checkpoint_files import PickleRefusedError
-from r2d2lib.models.encoders.base import PretrainedLoadError
-from r2d2lib.models.vlp import DualEncoderModel, R2D2Model
+from r2d2lib import DualEncoderModel, R2D2Model, load_model
+from r2d2lib.io import PickleRefusedError, PretrainedConfigError, PretrainedLoadError, save_pretrained
+from r2d2lib.io import load_weights as load_local_checkpoint
+from r2d2lib.io.model_card import render_model_card
 from r2d2lib.registry import DATASETS, MODELS
 
 torch.set_num_threads(1)
 init_default_scope('r2d2lib')
 
-TRAINING_STATE = ('teacher.', 'queue.', 'image_centre.', 'text_centre.')
-TEXTS = ['右上角有一个红色的大正方形', '左下角有一个绿色的小圆形 ABC', '']
+TRAINING_STATE = ('objective.', )
+TEXTS = ['右上角有一个红色的大正方形', '左下角有一个绿色的小圆形 ABC', '[SEP] 蓝色']
 
 
 @pytest.fixture
@@ -53,18 +48,24 @@ def trained(cfg, batch, steps=2):
         sum(v for k, v in losses.items() if k.startswith('loss_')).backward()
         optimizer.step()
         optimizer.zero_grad()
-        if model.teacher is not None:
-            model.momentum_update()
+        if getattr(model.objective, 'teacher', None) is not None:
+            model.objective.momentum_update(model)
     assert not torch.equal(initial, model.text_proj.weight)  # the export is not the initialisation
     return model.eval()
+
+
+TEMPERATURES = dict(GCPRLoss=dict(type='Temperature'), InfoNCELoss=dict(type='LogitScale'),
+                    MoCoLoss=dict(type='Temperature', learnable=False))
 
 
 def dual_encoder_cfg(cfg, loss='GCPRLoss'):
     cross_encoders = ('text_image_encoder', 'image_text_encoder')
     cfg = {k: v for k, v in copy.deepcopy(cfg).items() if k not in cross_encoders}
-    cfg.update(type='DualEncoderModel', contrastive_loss=dict(type=loss))
+    objective = dict(type='ContrastiveObjective', contrastive=dict(type=loss))
     if loss == 'MoCoLoss':
-        cfg.update(teacher=dict(type='MomentumTeacher'), queue=dict(type='FeatureQueue', size=16, decay=1.0))
+        objective.update(teacher=dict(type='MomentumTeacher'),
+                         queue=dict(type='FeatureQueue', size=16, decay=1.0))
+    cfg.update(type='DualEncoderModel', temperature=TEMPERATURES[loss], objective=objective)
     return cfg
 
 
@@ -108,9 +109,7 @@ def test_r2d2_round_trip_is_exact_and_leaves_out_the_training_state(tiny_full_cf
     assert set(os.listdir(folder)) == {'config.json', 'model.safetensors', 'README.md'} | \
         tokenizer_files(model, tmp_path)
     loaded = R2D2Model.from_pretrained(folder)
-    assert type(loaded) is R2D2Model and not loaded.training
-    assert loaded.teacher is None and loaded.queue is None and loaded.fgd_loss is None
-    assert not hasattr(loaded, 'image_centre') and not hasattr(loaded, 'text_centre')
+    assert type(loaded) is R2D2Model and not loaded.training and loaded.objective is None
     expected = kept_state(model)
     assert any(k.startswith(TRAINING_STATE) for k in model.state_dict())  # there was something to strip
     assert set(loaded.state_dict()) == set(expected) == set(load_file(str(folder / 'model.safetensors')))
@@ -121,20 +120,19 @@ def test_r2d2_round_trip_is_exact_and_leaves_out_the_training_state(tiny_full_cf
     config = json.loads((folder / 'config.json').read_text())
     assert config['architecture'] == 'R2D2Model' and config['r2d2lib_version'] == r2d2lib.__version__
     m = config['model']
-    assert [m[k] for k in ('teacher', 'queue', 'fgd_loss', 'loss_weights')] == [None] * 4
-    # TgD -> GCPR with the same settings, initialised at the temperature reached (the weights hold it)
-    learnt = model.contrastive_loss.temp.item()
+    assert 'objective' not in m  # the architecture only: nothing of the training recipe
+    assert {k: v for k, v in m.items() if k != 'data_preprocessor'} == \
+        {k: v for k, v in tiny_full_cfg.items() if k not in ('objective', 'data_preprocessor')}
+    learnt = model.temperature.tau.item()  # the temperature reached is in the weights
     assert learnt != pytest.approx(0.07)
-    assert m['contrastive_loss'] == dict(type='GCPRLoss', temperature=pytest.approx(learnt, rel=1e-5),
-                                         learnable=True, temperature_range=[0.001, 0.5])
-    assert torch.equal(loaded.contrastive_loss.temp, model.contrastive_loss.temp)
+    assert torch.equal(loaded.temperature.temp, model.temperature.temp)
     assert m['data_preprocessor']['tokenizer'] == {'name_or_path': '.'}
     assert str(tmp_path.parent) not in (folder / 'config.json').read_text()  # no absolute paths
     assert config['preprocessing'] == dict(image_size=32, mean=[0.48145466, 0.4578275, 0.40821073],
                                            std=[0.26862954, 0.26130258, 0.27577711], max_length=40)
     # the base class and the function load any r2d2lib model: the class config.json names
     assert type(DualEncoderModel.from_pretrained(folder)) is R2D2Model
-    assert type(from_pretrained(str(folder))) is R2D2Model
+    assert type(load_model(str(folder))) is R2D2Model
 
 
 def test_from_the_hugging_face_cache_offline(tiny_full_cfg, batch, tmp_path, monkeypatch):
@@ -147,7 +145,7 @@ def test_from_the_hugging_face_cache_offline(tiny_full_cfg, batch, tmp_path, mon
     (repo / 'refs' / 'main').write_text(commit)
     loaded = R2D2Model.from_pretrained('org/tiny-r2d2', cache_dir=tmp_path / 'cache')
     assert_same_outputs(model, loaded, batch)
-    by_commit = from_pretrained('org/tiny-r2d2', revision=commit, cache_dir=tmp_path / 'cache')
+    by_commit = load_model('org/tiny-r2d2', revision=commit, cache_dir=tmp_path / 'cache')
     assert_same_outputs(model, by_commit, batch)
     with pytest.raises(FileNotFoundError, match=r"'org/other'.*HF_HUB_OFFLINE=1"):
         R2D2Model.from_pretrained('org/other', cache_dir=tmp_path / 'cache')
@@ -196,11 +194,11 @@ def test_a_truncated_weights_file_is_named(saved):
 
 
 @pytest.mark.parametrize('edit,message', [
-    (lambda c: c.update(architecture='BertModel'), r'"architecture" is \'BertModel\', which is not an r2d2'),
-    (lambda c: c.pop('model'), r'has no "model" dict'),
-    (lambda c: c.pop('architecture'), r'has no "architecture" str'),
+    (lambda c: c.update(architecture='BertModel'), r"architecture: 'BertModel' is not an r2d2lib model"),
+    (lambda c: c.pop('model'), r'has no "architecture" string and "model" object'),
+    (lambda c: c.pop('architecture'), r'has no "architecture" string and "model" object'),
     (lambda c: c['model'].pop('image_encoder'), r'"model" does not build a R2D2Model.*image_encoder'),
-    (lambda c: c['model'].update(type='DualEncoderModel'), r'"model\.type" is \'DualEncoderModel\''),
+    (lambda c: c['model'].update(type='DualEncoderModel'), r"model\.type is 'DualEncoderModel'"),
 ], ids=['other-architecture', 'no-model', 'no-architecture', 'does-not-build', 'type-mismatch'])
 def test_a_config_of_something_else_is_refused_naming_the_file_and_key(saved, edit, message):
     _, folder = saved
@@ -221,18 +219,13 @@ def test_dual_encoder_round_trip_and_r2d2_refuses_it(tiny_model_cfg, batch, tmp_
     model = trained(dual_encoder_cfg(tiny_model_cfg, loss), batch)
     folder = save_pretrained(model, tmp_path / 'dual')
     loaded = DualEncoderModel.from_pretrained(folder)
-    assert type(loaded) is DualEncoderModel and loaded.teacher is None and loaded.queue is None
+    assert type(loaded) is DualEncoderModel and loaded.objective is None
     assert_same_outputs(model, loaded, batch)
     expected = kept_state(model)
-    if loss == 'MoCoLoss':  # MoCo needs a queue: GCPR with MoCo's fixed temperature, now saved
-        assert json.loads((folder / 'config.json').read_text())['model']['contrastive_loss'] == \
-            dict(type='GCPRLoss', temperature=0.07, learnable=False)
-        expected['contrastive_loss.temp'] = model.contrastive_loss.temp
-    else:
-        assert type(loaded.contrastive_loss) is type(model.contrastive_loss)
+    assert type(loaded.temperature) is type(model.temperature)  # MoCo's fixed tau, CLIP's logit scale
     assert loaded.state_dict().keys() == expected.keys()
     assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
-    with pytest.raises(PretrainedConfigError, match=f'config.json at {folder} describes DualEncoderModel, '
+    with pytest.raises(PretrainedConfigError, match=f'{folder / "config.json"} describes DualEncoderModel, '
                                                     'not R2D2Model'):
         R2D2Model.from_pretrained(folder)
     assert 'model.match' not in (folder / 'README.md').read_text()
@@ -294,7 +287,7 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_saved_folder(saved, monkey
     assert (upload['commit_message'], upload['revision'], upload['create_pr']) == ('tiny', 'v1', False)
     files = upload['files']
     assert {'config.json', 'model.safetensors', 'README.md', 'tokenizer_config.json'} <= set(files)
-    assert json.loads(files['config.json'])['model']['teacher'] is None
+    assert 'objective' not in json.loads(files['config.json'])['model']
     card = files['README.md'].decode()
     assert "R2D2Model.from_pretrained('org/tiny-r2d2')" in card and '# Tiny R2D2' in card
     assert not os.path.exists(upload['folder_path'])  # a temporary folder
@@ -303,8 +296,8 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_saved_folder(saved, monkey
 def test_a_local_pth_needs_the_pickle_opt_in_and_then_loads(saved, tmp_path):
     model, folder = saved
     path = tmp_path / 'iter_1.pth'
-    torch.save(dict(meta=dict(iter=1), state_dict=model.state_dict(),
-                    message_hub=dict(log_scalars={'train/loss': HistoryBuffer([1.0], [1])})), path)
+    torch.save(dict(meta=dict(iter=1), state_dict=model.state_dict(),  # an object beyond plain data
+                    extra=argparse.Namespace(note='not weights-only')), path)
     target = R2D2Model.from_pretrained(folder)
     with torch.no_grad():
         target.text_proj.weight.zero_()
@@ -317,7 +310,7 @@ def test_a_local_pth_needs_the_pickle_opt_in_and_then_loads(saved, tmp_path):
     assert torch.equal(target.text_proj.weight, model.text_proj.weight)
     training = MODELS.build(model.model_config)  # has a teacher and a queue: loaded strictly, all keys
     assert load_local_checkpoint(training, path, allow_pickle=True) == []
-    assert torch.equal(training.queue.image_feats, model.queue.image_feats)
+    assert torch.equal(training.objective.queue.image_feats, model.objective.queue.image_feats)
     state = model.state_dict()
     state['extra.weight'] = torch.zeros(1)
     torch.save(dict(state_dict=state), path)
