@@ -21,25 +21,26 @@ from mmengine.registry import Registry
 
 # Assembled vision-language models (R2D2Model, ...) and data preprocessors.
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='r2d2lib',
-                  locations=['r2d2lib.models'])
+                  locations=['r2d2lib.models', 'r2d2lib.models.captioners'])
 # Image and text encoders: tokens in, token sequences out.
 ENCODERS = Registry('encoder', scope='r2d2lib',
                     locations=['r2d2lib.models.encoders'])
 # Cross-modal fusion modules (the cross encoders).
 FUSIONS = Registry('fusion', scope='r2d2lib',
-                   locations=['r2d2lib.models.fusion'])
+                   locations=['r2d2lib.models.fusion', 'r2d2lib.models.captioners'])
 # Parameter-only heads: projections, matching (ITM) heads.
 HEADS = Registry('head', scope='r2d2lib',
                  locations=['r2d2lib.models.heads'])
 # Losses: features in, named losses out.
 LOSSES = Registry('loss', scope='r2d2lib',
-                  locations=['r2d2lib.models.losses'])
+                  locations=['r2d2lib.models.losses', 'r2d2lib.models.captioners'])
 # Feature queues (weighted ring buffers).
 QUEUES = Registry('queue', scope='r2d2lib', locations=['r2d2lib.models.queues'])
 # Momentum teachers and distillation state.
 DISTILLERS = Registry('distiller', scope='r2d2lib', locations=['r2d2lib.models.distillers'])
 # Training objectives: a model's losses, teacher, queues and their weights (model.objective).
-OBJECTIVES = Registry('objective', scope='r2d2lib', locations=['r2d2lib.models.objectives'])
+OBJECTIVES = Registry('objective', scope='r2d2lib',
+                      locations=['r2d2lib.models.objectives', 'r2d2lib.models.captioners'])
 # Datasets (retrieval annotations, the toy shapes corpus, ...).
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='r2d2lib',
                     locations=['r2d2lib.datasets'])
