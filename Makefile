@@ -14,8 +14,9 @@ LOCK_PLATFORM := x86_64-manylinux_2_28
 UV_VERSION := 0.13.8
 LOCK_VENV := .venv-lock
 LATEST_VENV := .venv-latest
-# Debian packages the test suite needs: chromium (tests/web drives it through Playwright).
-SYSTEM_PACKAGES := chromium
+# Debian packages the test suite needs, as command:package: chromium (tests/web drives it through
+# Playwright), Java for pycocoevalcap's METEOR (CaptionMetric; reported unavailable without it).
+SYSTEM_PACKAGES := chromium:chromium java:default-jre-headless
 
 .PHONY: demo attention-demo ablation web-demo test test-slow test-latest lint install lock system-deps clean
 
@@ -56,7 +57,7 @@ web-demo: $(STAMP) $(DEMO_MODEL)
 
 # As root, installs the missing system packages quietly (apt-get); otherwise stops at once, naming them.
 system-deps:
-	@missing=; for pkg in $(SYSTEM_PACKAGES); do test -x /usr/bin/$$pkg || missing="$$missing $$pkg"; done; \
+	@missing=; for pair in $(SYSTEM_PACKAGES); do test -x /usr/bin/$${pair%%:*} || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing the system packages the tests need:$$missing (apt-get)"; \

@@ -37,8 +37,9 @@ setup(
         'index': ['faiss-cpu'],  # tools/build_index.py, tools/search.py
         'onnx': ['onnx', 'onnxruntime', 'onnxscript'],  # tools/export_onnx.py
         'web': ['fastapi', 'uvicorn', 'python-multipart'],  # demo/ (make web-demo)
+        'caption': ['pycocoevalcap', 'jieba'],  # CaptionMetric (BLEU, METEOR, ROUGE-L, CIDEr-D; jieba words)
         'dev': ['pytest', 'ruff', 'scikit-learn', 'playwright',  # tests; playwright drives Debian's chromium
                 'pyarrow', 'faiss-cpu', 'onnx', 'onnxruntime', 'onnxscript',
-                'fastapi', 'uvicorn', 'python-multipart', 'httpx'],
+                'fastapi', 'uvicorn', 'python-multipart', 'httpx', 'pycocoevalcap', 'jieba'],
     },
 )
