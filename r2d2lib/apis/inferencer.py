@@ -291,6 +291,16 @@ class R2D2Inferencer:
                 bar.update(size)
         return torch.cat(out)
 
+    # ----------------------------------------------------------------- captioning
+    def caption(self, images: Union[ImageInput, Sequence[ImageInput]], batch_size: Optional[int] = None,
+                progress: Optional[bool] = None, **options) -> List[str]:
+        """One caption per image with a captioner (``ImageCaptioner``): ``beams``, ``max_length``,
+        ``min_length``, ``sample``, ``top_p``, ``temperature``, ``repetition_penalty``; see
+        :func:`r2d2lib.apis.captioning.caption_images`."""
+        from .captioning import caption_images
+        return caption_images(self.model, images, batch_size=batch_size or self.batch_size,
+                              progress=self.progress if progress is None else progress, **options)
+
     # ----------------------------------------------------------------- search
     def build_gallery(self, images: Optional[Sequence[ImageInput]] = None,
                       texts: Optional[Sequence[str]] = None, progress: Optional[bool] = None) -> Gallery:
