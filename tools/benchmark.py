@@ -4,6 +4,7 @@
     python tools/benchmark.py infer --config C --batch-size B   # encode / match: ours vs ChineseCLIP
     python tools/benchmark.py eval ...                          # retrieval evaluation at scale
     python tools/benchmark.py train-step CONFIG ...             # speed, memory and leak check
+    python tools/benchmark.py loss --loss tgd --batch-size 2    # queue losses at a full queue
     python tools/benchmark.py COMMAND --help
 
 Each subcommand lives in a module of ``tools/benchmarks/`` with ``add_arguments(parser)``
@@ -27,6 +28,8 @@ SUBCOMMANDS = {
     'eval': ('benchmarks.evaluation', 'retrieval evaluation at real size, ours vs the official dense '
              'approach'),
     'train-step': ('benchmarks.train_step', 'speed and memory of pre-training steps, with a leak check'),
+    'loss': ('benchmarks.losses', 'the queue losses (TgD, MoCo) at a full queue, ours vs the code they '
+             'replaced: CPU and wall seconds, live-tensor and RSS peaks'),
 }
 
 

@@ -78,3 +78,31 @@ def test_two_ranks_enqueue_the_gathered_batch_in_rank_order(tmp_path, free_port)
         single.enqueue(*batch(step * 4, 4))  # the gathered batch: rank 0's rows, then rank 1's
     for key, value in single.state_dict().items():
         assert torch.equal(states[0][key], value), key
+
+
+def test_slots_serve_only_the_filled_prefix_until_the_queue_is_full():
+    """Fails before issue 17: slots() served all ``size`` slots from the first step."""
+    queue = FeatureQueue(dim=2, size=5, decay=0.5)
+    assert queue.slots()['image_feats'].shape == (0, 2)
+    queue.enqueue(*batch(0, 3))
+    slots, state = queue.slots(), queue.state()
+    assert slots['image_feats'].shape == (3, 2) and slots['valid'].all()
+    assert slots['image_feats'].data_ptr() == queue.image_feats.data_ptr()  # a view, no copy
+    for key in state:
+        assert torch.equal(slots[key], state[key]), key
+    queue.enqueue(*batch(3, 3))  # wraps: full from now on
+    assert queue.slots()['image_feats'].shape == (5, 2) and queue.num_filled() == 5
+
+
+def test_slots_count_follows_buffers_written_another_way():
+    queue = FeatureQueue(dim=2, size=5)
+    queue.enqueue(*batch(0, 2))
+    assert queue.num_filled() == 2
+    restored = FeatureQueue(dim=2, size=5)
+    assert restored.num_filled() == 0
+    restored.load_state_dict(queue.state_dict())
+    assert restored.num_filled() == 2
+    restored.enqueue(*batch(2, 1))
+    assert restored.num_filled() == 3 and restored.slots()['image_ids'].tolist() == [0, 1, 2]
+    restored.image_ids.fill_(7)  # a direct write: read from the buffers again
+    assert restored.num_filled() == 5

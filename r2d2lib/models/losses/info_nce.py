@@ -9,6 +9,8 @@ from torch import Tensor, nn
 from r2d2lib.models.utils import all_gather_with_grad, similarity_fp32
 from r2d2lib.registry import LOSSES
 
+from .target_distill import queue_cross_entropy
+
 
 @LOSSES.register_module()
 class InfoNCELoss(nn.Module):
@@ -74,12 +76,14 @@ class MoCoLoss(nn.Module):
         """fp32 logits [n, 1 + K]: the positive key first, then the queued negatives (``valid`` ones)."""
         queries, keys = queries.float(), keys.detach().float()
         positive = (queries * keys).sum(dim=1, keepdim=True) / temperature
-        # a copy: the queue is written in place after the loss, before the backward pass
-        negative = similarity_fp32(queries, negatives.detach().clone(), temperature)
+        # the queue is neither copied nor kept for the backward pass (enqueue writes it in place)
+        columns = 1 + negatives.shape[0]
+        targets = torch.zeros(queries.shape[0], columns, device=queries.device)
+        targets[:, 0] = 1.0
         if valid is not None:
-            negative = negative.masked_fill(~valid, float('-inf'))
-        logits = torch.cat([positive, negative], dim=1)
-        return F.cross_entropy(logits, torch.zeros_like(positive[:, 0], dtype=torch.long))
+            valid = torch.cat([valid.new_ones(1), valid])
+        return queue_cross_entropy(positive, queries, temperature, negatives.detach(), targets,
+                                   torch.ones(columns, device=queries.device), valid)
 
     def forward(self, image_embeds: Tensor, text_embeds: Tensor, image_ids: Tensor, temperature: Tensor,
                 teacher_image: Tensor, teacher_text: Tensor, queue: Dict[str, Tensor]) -> Tensor:

@@ -28,6 +28,72 @@ def weighted_soft_cross_entropy(logits: Tensor, targets: Tensor, weights: Tensor
     return -(weights.float()[None, :] * targets * log_probs).sum(dim=1).mean()
 
 
+class _QueueCrossEntropy(torch.autograd.Function):
+    """:func:`queue_cross_entropy`: the loss and its gradients in one forward pass."""
+
+    @staticmethod
+    def forward(ctx, batch_logits: Tensor, queries: Tensor, temperature, queue: Tensor, targets: Tensor,
+                weights: Tensor, valid: Optional[Tensor]) -> Tensor:
+        with torch.autocast(device_type=queries.device.type, enabled=False):
+            queue = queue.float()  # no copy for the fp32 queue
+            queue_logits = queries.float() @ queue.t() / temperature
+            logits = torch.cat([batch_logits.float(), queue_logits], dim=1)
+            if valid is not None:
+                logits = logits.masked_fill(~valid, float('-inf'))
+            log_probs = F.log_softmax(logits, dim=1)
+            probs = log_probs.exp()
+            if valid is not None:
+                log_probs = log_probs.masked_fill(~valid, 0.0)
+            weighted = weights.float()[None, :] * targets.float()
+            loss = -(weighted * log_probs).sum(dim=1).mean()
+            needs_batch, needs_queries, needs_temperature = ctx.needs_input_grad[:3]
+            grads = [None, None, None]
+            if needs_batch or needs_queries or needs_temperature:
+                # d loss / d logits_ij = (p_ij sum_k w_k y_ik - w_j y_ij) / n; 0 where not valid
+                grad_logits = (probs * weighted.sum(dim=1, keepdim=True) - weighted) / logits.shape[0]
+                if valid is not None:
+                    grad_logits = grad_logits.masked_fill(~valid, 0.0)
+                grad_queue = grad_logits[:, batch_logits.shape[1]:]
+                if needs_batch:
+                    grads[0] = grad_logits[:, :batch_logits.shape[1]].to(batch_logits.dtype)
+                if needs_queries:
+                    grads[1] = (grad_queue @ queue / temperature).to(queries.dtype)
+                if needs_temperature:
+                    grads[2] = (-(grad_queue * queue_logits).sum() / temperature).reshape(temperature.shape)
+        ctx.save_for_backward(*grads)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        grads = [None if g is None else g * grad_output.to(g.dtype) for g in ctx.saved_tensors]
+        return grads[0], grads[1], grads[2], None, None, None, None
+
+
+def queue_cross_entropy(batch_logits: Tensor, queries: Tensor, temperature: Tensor, queue: Tensor,
+                        targets: Tensor, weights: Tensor, valid: Optional[Tensor] = None) -> Tensor:
+    """``weighted_soft_cross_entropy([batch_logits | queries @ queue.T / tau], targets, weights, valid)``
+    without copying the queue and without keeping it for the backward pass.
+
+    ``batch_logits`` [n, B] (any autograd graph), ``queries`` [n, D], ``queue`` [K, D] (no gradient:
+    a feature queue's buffers), ``targets`` [n, B + K], ``weights`` and ``valid`` [B + K]. The
+    queue's columns are scored in fp32 with autocast off, as :func:`similarity_fp32` does.
+
+    Why a function of its own: the queue's buffers are written in place by the step's enqueue,
+    after the loss and before the backward pass, so autograd cannot keep them for the gradient
+    of ``queries @ queue.T`` (the old code concatenated batch and queue features, which copied
+    the whole queue four times a step, 4 x [B + 65,536, 768] fp32 = 768 MiB). Here the forward
+    pass also computes the gradients (with respect to the batch logits, the queries and the
+    temperature) while the queue is read; the backward pass scales them by the incoming
+    gradient. The loss is a scalar, so this is its exact gradient; the arithmetic is that of
+    autograd's up to rounding (tests/models/losses/test_target_distill.py compares both).
+    Second derivatives are not supported. An empty queue has nothing to copy: then this is
+    :func:`weighted_soft_cross_entropy` of the batch logits, autograd's arithmetic bit for bit.
+    """
+    if queue.shape[0] == 0:
+        return weighted_soft_cross_entropy(batch_logits, targets, weights, valid)
+    return _QueueCrossEntropy.apply(batch_logits, queries, temperature, queue, targets, weights, valid)
+
+
 @LOSSES.register_module()
 class TargetDistillLoss(GCPRLoss):
     """GCPR with target-guided distillation, L_GCPR^TgD (Eq. 4-5).
@@ -81,20 +147,23 @@ class TargetDistillLoss(GCPRLoss):
         valid = queue.get('valid')
         if valid is not None:
             valid = torch.cat([torch.ones_like(all_ids, dtype=torch.bool), valid])
-        image_columns = torch.cat([all_gather_with_grad(image_embeds).float(), queue_images.float()])
-        text_columns = torch.cat([all_gather_with_grad(text_embeds).float(), queue_texts.float()])
-        logits_i2t = similarity_fp32(image_embeds, text_columns, temp)
-        logits_t2i = similarity_fp32(text_embeds, image_columns, temp)
+        # batch columns and queue columns apart: the queue is never concatenated (copied)
+        batch_i2t = similarity_fp32(image_embeds, all_gather_with_grad(text_embeds), temp)
+        batch_t2i = similarity_fp32(text_embeds, all_gather_with_grad(image_embeds), temp)
         with torch.no_grad():
             ground_truth = id_targets(image_ids, column_ids)
-            teacher_texts = torch.cat([all_gather_no_grad(teacher_text).float(), queue_texts.float()])
-            teacher_images = torch.cat([all_gather_no_grad(teacher_image).float(), queue_images.float()])
-            soft_i2t = self._soft_targets(similarity_fp32(teacher_image.detach(), teacher_texts, temp), valid)
-            soft_t2i = self._soft_targets(similarity_fp32(teacher_text.detach(), teacher_images, temp), valid)
+            teacher_image, teacher_text = teacher_image.detach(), teacher_text.detach()
+            soft_i2t = self._soft_targets(torch.cat([
+                similarity_fp32(teacher_image, all_gather_no_grad(teacher_text), temp),
+                similarity_fp32(teacher_image, queue_texts, temp)], dim=1), valid)
+            soft_t2i = self._soft_targets(torch.cat([
+                similarity_fp32(teacher_text, all_gather_no_grad(teacher_image), temp),
+                similarity_fp32(teacher_text, queue_images, temp)], dim=1), valid)
             targets_i2t = self.alpha * soft_i2t + (1 - self.alpha) * ground_truth
             targets_t2i = self.alpha * soft_t2i + (1 - self.alpha) * ground_truth
-        return (weighted_soft_cross_entropy(logits_i2t, targets_i2t, weights, valid) +
-                weighted_soft_cross_entropy(logits_t2i, targets_t2i, weights, valid)) / 2
+        i2t = queue_cross_entropy(batch_i2t, image_embeds, temp, queue_texts, targets_i2t, weights, valid)
+        t2i = queue_cross_entropy(batch_t2i, text_embeds, temp, queue_images, targets_t2i, weights, valid)
+        return (i2t + t2i) / 2
 
     @staticmethod
     def _soft_targets(logits: Tensor, valid: Optional[Tensor]) -> Tensor:

@@ -1,5 +1,5 @@
 """Weighted momentum feature queues for target-guided distillation (TgD, Sec. 3.3)."""
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from torch import Tensor, nn
@@ -56,20 +56,53 @@ class FeatureQueue(nn.Module):
                     image_ids=self.image_ids[filled], weights=self.weights[filled])
 
     def slots(self) -> Dict[str, Tensor]:
-        """Every slot, filled or not, without copying: :meth:`state`'s keys plus ``valid`` [size].
+        """The slots written so far, without copying: :meth:`state`'s keys plus ``valid``.
 
-        What the training step reads: a fixed shape (no boolean indexing, hence no host
-        sync and no recompilation as the queue fills) and no 2 x size x D copy per step.
-        The losses mask the slots whose ``valid`` is False out of their softmaxes, which
-        gives the values of :meth:`state` exactly. These are the buffers themselves: a loss
-        that saves them for its backward pass must copy them (``enqueue`` writes in place).
+        What the training step reads. Until the queue is full these are the first ``n``
+        slots (the queue fills from slot 0 on, so the filled slots are a prefix): views of
+        the buffers, so an early step scores its batch against ``n`` queued features, not
+        ``size``. Once full (and under ``torch.compile``, which must not see a shape that
+        grows step by step) they are every slot. ``valid`` masks the slots that hold no
+        feature; the losses leave those out of their softmaxes, which gives the values of
+        :meth:`state` exactly. These are the buffers themselves, which :meth:`enqueue`
+        writes in place after the loss and before the backward pass: a loss must not save
+        them for its backward pass (see :func:`~r2d2lib.models.losses.target_distill.queue_cross_entropy`).
+
+        The count ``n`` is kept on the host by :meth:`enqueue`; it is read from the buffers
+        (a host sync) only when they were written some other way (``load_state_dict``, a
+        direct copy).
         """
-        return dict(image_feats=self.image_feats, text_feats=self.text_feats,
-                    image_ids=self.image_ids, weights=self.weights, valid=self.filled())
+        if torch.compiler.is_compiling():
+            n = self.size
+        else:
+            n = self.num_filled()
+        if n == self.size:
+            return dict(image_feats=self.image_feats, text_feats=self.text_feats,
+                        image_ids=self.image_ids, weights=self.weights, valid=self.filled())
+        return dict(image_feats=self.image_feats[:n], text_feats=self.text_feats[:n],
+                    image_ids=self.image_ids[:n], weights=self.weights[:n], valid=self.image_ids[:n] >= 0)
+
+    def _versions(self) -> tuple:
+        return (self.ptr.data_ptr(), self.ptr._version, self.image_ids.data_ptr(), self.image_ids._version)
+
+    def _cached_count(self) -> Optional[int]:
+        """The host's count of filled slots, None when the buffers changed since it was taken."""
+        cached = self.__dict__.get('_filled_cache')
+        return cached[0] if cached is not None and cached[1] == self._versions() else None
+
+    def num_filled(self) -> int:
+        """How many slots were written: ``size`` once the ring has wrapped, else the write pointer."""
+        cached = self._cached_count()
+        if cached is not None:
+            return cached
+        count = self.size if bool(self.image_ids[-1] >= 0) else int(self.ptr)
+        self.__dict__['_filled_cache'] = (count, self._versions())
+        return count
 
     @torch.no_grad()
     def enqueue(self, image_feats: Tensor, text_feats: Tensor, image_ids: Tensor) -> None:
         """Decay every weight, then write this step's batch of all ranks with weight 1."""
+        known = None if torch.compiler.is_compiling() else self._cached_count()
         image_feats = all_gather_no_grad(image_feats.detach())[-self.size:]
         text_feats = all_gather_no_grad(text_feats.detach())[-self.size:]
         image_ids = all_gather_no_grad(image_ids)[-self.size:]
@@ -80,3 +113,5 @@ class FeatureQueue(nn.Module):
         self.image_ids[slots] = image_ids.long()
         self.weights[slots] = 1.0
         self.ptr.copy_((self.ptr + image_feats.shape[0]) % self.size)
+        if known is not None:  # the rows written follow the filled prefix: the count stays on the host
+            self.__dict__['_filled_cache'] = (min(self.size, known + image_feats.shape[0]), self._versions())

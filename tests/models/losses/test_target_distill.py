@@ -207,3 +207,112 @@ def test_registered_with_defaults_and_needs_a_queue():
     assert isinstance(loss_fn, TargetDistillLoss) and loss_fn.requires_queue
     assert loss_fn.alpha == 0.4 and TargetDistillLoss(alpha=0.2).alpha == 0.2
     assert not list(loss_fn.parameters()) and not loss_fn.state_dict()  # stateless: tau is the model's
+
+
+# ---------------------------------------------------------------- no copy of the queue (issue 17)
+def old_tgd(image, text, ids, temp, t_image, t_text, queue, alpha):
+    """The implementation before issue 17, kept line for line: batch and queue features concatenated."""
+    from r2d2lib.models.losses.gcpr import id_targets
+    from r2d2lib.models.utils import similarity_fp32
+    queue_images, queue_texts = queue['image_feats'].detach(), queue['text_feats'].detach()
+    column_ids = torch.cat([ids, queue['image_ids']])
+    weights = torch.cat([torch.ones_like(ids, dtype=torch.float32), queue['weights'].float()])
+    valid = queue.get('valid')
+    if valid is not None:
+        valid = torch.cat([torch.ones_like(ids, dtype=torch.bool), valid])
+    image_columns = torch.cat([image.float(), queue_images.float()])
+    text_columns = torch.cat([text.float(), queue_texts.float()])
+    logits_i2t = similarity_fp32(image, text_columns, temp)
+    logits_t2i = similarity_fp32(text, image_columns, temp)
+    with torch.no_grad():
+        ground_truth = id_targets(ids, column_ids)
+        soft = TargetDistillLoss._soft_targets
+        teacher_texts = torch.cat([t_text.float(), queue_texts.float()])
+        teacher_images = torch.cat([t_image.float(), queue_images.float()])
+        soft_i2t = soft(similarity_fp32(t_image, teacher_texts, temp), valid)
+        soft_t2i = soft(similarity_fp32(t_text, teacher_images, temp), valid)
+        targets_i2t = alpha * soft_i2t + (1 - alpha) * ground_truth
+        targets_t2i = alpha * soft_t2i + (1 - alpha) * ground_truth
+    return (weighted_soft_cross_entropy(logits_i2t, targets_i2t, weights, valid) +
+            weighted_soft_cross_entropy(logits_t2i, targets_t2i, weights, valid)) / 2
+
+
+def big_queue(size=64, filled=40, dim=DIM):
+    queue = FeatureQueue(dim, size=size, decay=0.97)
+    for start in range(0, filled, 8):
+        ids = torch.arange(start, start + 8) % 13
+        queue.enqueue(unit(8, 100 + start, dim), unit(8, 200 + start, dim), ids)
+    return queue
+
+
+@pytest.mark.parametrize('filled', [40, 64, 80])  # part-filled, just full, wrapped
+@pytest.mark.parametrize('read', ['slots', 'state'])
+def test_equals_the_old_concatenating_formula_values_and_gradients(filled, read):
+    queue = big_queue(filled=filled)
+    ids = torch.tensor([0, 1, 1, 5, 12, 7])
+
+    def run(fn):
+        image, text = unit(6, 1).requires_grad_(), unit(6, 2).requires_grad_()
+        tau = torch.tensor(0.07, requires_grad=True)
+        loss = fn(image, text, ids, tau, unit(6, 3), unit(6, 4), getattr(queue, read)())
+        loss.backward()
+        return loss, image.grad, text.grad, tau.grad
+
+    got = run(TargetDistillLoss(alpha=0.4))
+    want = run(lambda *args: old_tgd(*args, alpha=0.4))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert got[3].abs() > 0
+
+
+def test_backward_after_the_queue_is_written_in_place_uses_the_queue_as_read():
+    """The step enqueues (in place) between the loss and its backward pass, as the objective does."""
+    queue = big_queue(filled=64)
+    ids = torch.arange(4)
+    image, text = unit(4, 5).requires_grad_(), unit(4, 6).requires_grad_()
+    tau = torch.tensor(0.07, requires_grad=True)
+    loss = TargetDistillLoss(alpha=0.4)(image, text, ids, tau, unit(4, 7), unit(4, 8), queue.slots())
+    ref = [t.detach().clone().requires_grad_() for t in (image, text, tau)]
+    want = old_tgd(ref[0], ref[1], ids, ref[2], unit(4, 7), unit(4, 8),
+                   {k: v.clone() for k, v in queue.slots().items()}, alpha=0.4)
+    queue.enqueue(unit(4, 9), unit(4, 10), ids)  # overwrites slots 0-3 in place
+    loss.backward()
+    want.backward()
+    torch.testing.assert_close(loss, want, rtol=1e-6, atol=1e-6)
+    for got, expected in zip((image.grad, text.grad, tau.grad), (r.grad for r in ref)):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+class _LargestAllocation(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the largest tensor any op creates (what a copy of the queue would be)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {a.untyped_storage().data_ptr() for a in torch.utils._pytree.tree_leaves((args, kwargs))
+                  if isinstance(a, torch.Tensor)}
+        for t in torch.utils._pytree.tree_leaves(out):  # new storage only (not in-place writes, views)
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs:
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.mark.parametrize('loss_fn', [TargetDistillLoss(alpha=0.4), 'moco'])
+def test_forward_and_backward_never_copy_the_queue(loss_fn):
+    """Fails before issue 17: the columns were batch + queue features concatenated ([B + K, D])."""
+    if loss_fn == 'moco':
+        from r2d2lib.models.losses import MoCoLoss
+        loss_fn = MoCoLoss()
+    size, dim = 4096, 32
+    queue = big_queue(size=size, filled=size, dim=dim)
+    image, text = unit(2, 5, dim).requires_grad_(), unit(2, 6, dim).requires_grad_()
+    tau = torch.tensor(0.07, requires_grad=True)
+    with _LargestAllocation() as mode:
+        loss = loss_fn(image, text, torch.arange(2), tau, unit(2, 7, dim), unit(2, 8, dim), queue.slots())
+        queue.enqueue(unit(2, 9, dim), unit(2, 10, dim), torch.arange(2))
+        loss.backward()
+    assert mode.largest < size * dim // 4  # logits [2, 2 + K] and the like; a copy is K x D
+    assert image.grad.abs().sum() > 0
