@@ -11,6 +11,7 @@ Components register under their class name; configs refer to them with
 modules that register into each registry, so building from a config imports
 what it needs without the caller importing anything.
 """
+from mmengine import registry as mmengine_registry
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
@@ -43,7 +44,7 @@ OBJECTIVES = Registry('objective', scope='r2d2lib',
                       locations=['r2d2lib.models.objectives', 'r2d2lib.models.captioners'])
 # Datasets (retrieval annotations, the toy shapes corpus, ...).
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='r2d2lib',
-                    locations=['r2d2lib.datasets'])
+                    locations=['r2d2lib.datasets', 'r2d2lib.datasets.captions'])
 # Data pipeline transforms.
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='r2d2lib',
                       locations=['r2d2lib.datasets.transforms'])
@@ -56,3 +57,15 @@ HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='r2d2lib',
 # Training, validation and test loops.
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='r2d2lib',
                  locations=['r2d2lib.engine'])
+
+# The other mmengine roots the Runner builds from while ``default_scope='r2d2lib'``: an r2d2lib child of
+# each, so mmengine finds the scope in every registry tree (else it warns "Failed to search registry with
+# scope r2d2lib" and falls back) and a plain name resolves here first, then in mmengine's root.
+OPTIM_WRAPPERS = Registry('optim_wrapper', parent=mmengine_registry.OPTIM_WRAPPERS, scope='r2d2lib',
+                          locations=['r2d2lib.engine.optim_wrappers'])
+_MMENGINE_CHILDREN = ('DATA_SAMPLERS', 'EVALUATOR', 'FUNCTIONS', 'LOG_PROCESSORS', 'MODEL_WRAPPERS',
+                      'OPTIMIZERS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'RUNNERS',
+                      'RUNNER_CONSTRUCTORS', 'STRATEGIES', 'VISBACKENDS', 'VISUALIZERS',
+                      'WEIGHT_INITIALIZERS')
+MMENGINE_CHILDREN = {name: Registry(name.lower(), parent=getattr(mmengine_registry, name), scope='r2d2lib')
+                     for name in _MMENGINE_CHILDREN}

@@ -119,21 +119,48 @@ def load_model_index(path: Optional[PathLike] = None) -> Tuple[Dict[str, dict], 
     return _load_index(Path(path).resolve() if path is not None else model_index_path().resolve())
 
 
-def list_models(pattern: Optional[str] = None) -> List[str]:
-    """Sorted names of the model-zoo models, those matching the fnmatch ``pattern`` if given.
+#: The architecture configs; a config's model name is its path below it, without ``.py``.
+CONFIG_ROOT = REPO_ROOT / 'configs'
 
-    Example: ``list_models('r2d2_vitb*')``.
+
+def config_models() -> Dict[str, Path]:
+    """Name -> file of every architecture config under ``configs/`` (``_base_`` parts left out), e.g.
+    ``'clip/clip_vitb_2.3m'``, ``'demo/r2d2_tiny_shapes'``, ``'r2d2/finetune/vitl_23m_icm'``."""
+    return {path.relative_to(CONFIG_ROOT).with_suffix('').as_posix(): path
+            for path in sorted(CONFIG_ROOT.rglob('*.py')) if '_base_' not in path.parts}
+
+
+def list_models(pattern: Optional[str] = None) -> List[str]:
+    """Sorted names of every model :func:`get_model` builds, those matching the fnmatch ``pattern`` if given.
+
+    Two kinds: the model-zoo models of the metafiles (``r2d2_vitl_23m``: the paper's results, and released
+    weights where :func:`list_pretrained` says so) and every architecture config by its path below
+    ``configs/`` (``clip/clip_vitb_2.3m``, ``demo/r2d2_tiny_shapes``: a ``/`` in the name).
+    Example: ``list_models('r2d2_vitb*')``, ``list_models('demo/*')``.
     """
-    names = sorted(load_model_index()[1])
+    names = sorted(set(load_model_index()[1]) | set(config_models()))
     return names if pattern is None else fnmatch.filter(names, pattern)
+
+
+def list_pretrained(pattern: Optional[str] = None) -> List[Tuple[str, str, str]]:
+    """``(name, weights tag, source)`` of every model with released weights (as open_clip's
+    ``list_pretrained``): the tag is ``'official'`` for converted official checkpoints, ``'r2d2lib'``
+    otherwise; the source is the Hub repo id that ``get_model(name, pretrained=True)`` and
+    :func:`~r2d2lib.apis.load_model` read."""
+    rows = []
+    for name, entry in load_model_index()[1].items():
+        if entry.get('Weights') and (pattern is None or fnmatch.fnmatch(name, pattern)):
+            rows.append((name, 'official' if entry.get('Converted From') else 'r2d2lib', entry['Weights']))
+    return sorted(rows)
 
 
 def _entry(name: str) -> dict:
     models = load_model_index()[1]
     if name not in models:
-        close = difflib.get_close_matches(name, list(models), n=5, cutoff=0.5)
+        names = list_models()
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
         hint = f'; close names: {", ".join(close)}' if close else ''
-        raise KeyError(f'{name!r} is not a model-zoo model{hint} (list_models() gives all {len(models)})')
+        raise KeyError(f'{name!r} is not a model-zoo model{hint} (list_models() gives all {len(names)})')
     return models[name]
 
 
@@ -158,8 +185,15 @@ def get_model_config(name: str, **overrides) -> Dict[str, Any]:
     downloads (:func:`~r2d2lib.converters.official_r2d2.inference_model_config`),
     with ``overrides`` merged in recursively (mmengine's rules: a dict with ``_delete_=True``
     replaces instead of merging)."""
-    info = _entry(name)
-    cfg = inference_model_config(info['Metadata']['Arch'], info['Config'])
+    configs = config_models()
+    if name in configs and name not in load_model_index()[1]:
+        from mmengine.config import Config
+
+        from r2d2lib.io.pretrained import architecture_config
+        cfg = architecture_config(Config.fromfile(str(configs[name])).model.to_dict())
+    else:
+        info = _entry(name)
+        cfg = inference_model_config(info['Metadata']['Arch'], info['Config'])
     if overrides:
         from mmengine.config import Config
         merged = Config(dict(model=cfg))
@@ -182,6 +216,9 @@ def _quiet_init_weights(model: nn.Module) -> None:
 
 def released_weights(name: str) -> str:
     """The Hub repo id of model ``name``'s released weights; ``ValueError`` if it has none."""
+    if name in config_models() and name not in load_model_index()[1]:
+        raise ValueError(f'{name} is an architecture config: no released weights; train it with '
+                         f'configs/{name}.py, or pass pretrained=<folder written by save_pretrained>')
     info = _entry(name)
     if not info.get('Weights'):
         raise ValueError(f'{name} has no released weights (the paper reports it, but no official '
@@ -211,7 +248,7 @@ def get_model(name: str, pretrained: Union[bool, PathLike] = False, *,
             ``embed_dim=256`` or ``text_encoder=dict(config=dict(num_hidden_layers=6))``.
     """
     from .loading import load_model
-    model_cfg = get_model_config(name, **overrides)
+    model_cfg = get_model_config(name, **overrides)  # an unknown name: KeyError with close names
     if pretrained is False or pretrained is None:
         from r2d2lib.io.pretrained import build_architecture
         model = build_architecture(model_cfg, f'model-zoo model {name}')

@@ -18,8 +18,9 @@ from typing import Optional, Union
 
 import torch
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
-from mmengine.registry import OPTIM_WRAPPERS
 from torch import nn
+
+from r2d2lib.registry import OPTIM_WRAPPERS
 
 HALF_DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16}
 

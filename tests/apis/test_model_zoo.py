@@ -57,12 +57,39 @@ def raw_models():
 
 # ----------------------------------------------------------------------------- metafiles
 def test_the_zoo_lists_the_papers_and_the_releases_models():
-    assert list_models() == ALL == r2d2lib.list_models()
+    assert [name for name in list_models() if '/' not in name] == ALL
+    assert list_models() == r2d2lib.list_models()
     assert list_models('r2d2_vitb*') == [n for n in ALL if n.startswith('r2d2_vitb')]
     assert len(list_models('r2d2_vitb*')) == 7
     assert list_models('*_ft-*') == ['r2d2_vitb_23m_ft-flickr30k-cna', 'r2d2_vitb_23m_ft-icm',
                                      'r2d2_vitb_23m_ft-icr', 'r2d2_vitb_23m_ft-iqm', 'r2d2_vitb_23m_ft-iqr']
-    assert list_models('prd2*') == ['prd2_vitl_250m'] and list_models('vit*') == []
+    assert list_models('prd2_*') == ['prd2_vitl_250m'] and list_models('vit*') == []
+
+
+def test_every_architecture_config_is_listed_and_builds_by_name():
+    configs = sorted(p.relative_to(ROOT / 'configs').with_suffix('').as_posix()
+                     for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
+    assert [name for name in list_models() if '/' in name] == configs
+    assert {'clip/clip_vitb_2.3m', 'brivl/brivl_vitb_2.3m', 'demo/r2d2_tiny_shapes',
+            'r2d2/finetune/vitl_23m_icm', 'chinese_clip/chinese_clip_vitb16'} <= set(list_models())
+    assert list_models('demo/*') == [c for c in configs if c.startswith('demo/')]
+    cfg = get_model_config('clip/clip_vitb_2.3m')  # the config's architecture, no objective, no downloads
+    assert cfg['type'] == 'DualEncoderModel' and cfg['temperature']['type'] == 'LogitScale'
+    assert 'objective' not in cfg and cfg['image_encoder']['pretrained'] is None
+    with torch.device('meta'):
+        assert type(MODELS.build(cfg)).__name__ == 'DualEncoderModel'
+    with pytest.raises(ValueError, match='clip/clip_vitb_2.3m is an architecture config: no released'):
+        get_model('clip/clip_vitb_2.3m', pretrained=True)
+
+
+def test_list_pretrained_names_the_weights_and_where_they_come_from():
+    rows = r2d2lib.list_pretrained()
+    released = {model['Name']: model for _, model in raw_models() if model.get('Weights')}
+    assert [name for name, _, _ in rows] == sorted(released)
+    for name, tag, source in rows:
+        assert source == f'{HUB_ORG}/{name}' == released[name]['Weights']
+        assert tag == ('official' if released[name].get('Converted From') else 'r2d2lib')
+    assert r2d2lib.list_pretrained('prd2*') == [('prd2_vitl_250m', 'official', f'{HUB_ORG}/prd2_vitl_250m')]
 
 
 def test_names_are_unique_across_metafiles(tmp_path):

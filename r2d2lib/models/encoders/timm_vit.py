@@ -2,12 +2,10 @@
 import os
 from typing import Any
 
-import timm
 import torch
-from timm.models import checkpoint_seq
 from torch import Tensor, nn
 
-from r2d2lib.io.checkpoint import load_state_dict_strict
+from r2d2lib.io.checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
 from r2d2lib.models.utils import keep_patch_tokens
 from r2d2lib.registry import ENCODERS
 
@@ -77,6 +75,7 @@ class TimmViTEncoder(BaseEncoder):
         self.model_kwargs = model_kwargs
         self.final_norm = final_norm
         self.pretrained = pretrained
+        import timm  # on first use: `import r2d2lib` does not import timm
         self.model = timm.create_model(model_name, pretrained=False, num_classes=0, **model_kwargs)
         if getattr(self.model, 'cls_token', None) is None:
             raise ValueError(f'timm model {model_name!r} has no class token; TimmViTEncoder '
@@ -103,6 +102,7 @@ class TimmViTEncoder(BaseEncoder):
         """Strictly load timm's weights (``pretrained=True``) or a local file (a path)."""
         if self.pretrained is True:
             source = f'timm pretrained {self.model_name!r}'
+            import timm
             loaded = timm.create_model(self.model_name, pretrained=True, num_classes=0,
                                        **self.model_kwargs)
             _strip_unused(loaded, self.final_norm)
@@ -111,7 +111,12 @@ class TimmViTEncoder(BaseEncoder):
             source = os.fspath(self.pretrained)
             if not os.path.isfile(source):
                 raise FileNotFoundError(f'TimmViTEncoder checkpoint file not found: {source!r}')
-            state_dict = timm.models.load_state_dict(source)
+            checkpoint = load_checkpoint_file(source)  # weights-only (r2d2lib.io's trust policy)
+            for key in ('state_dict', 'model'):  # timm's and DeiT's wrappers
+                if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+                    checkpoint = checkpoint[key]
+                    break
+            state_dict = unwrap_state_dict(checkpoint, 'state_dict', 'a timm ViT state dict', source)
         else:
             return
         load_state_dict_strict(self.model, state_dict, source, self.dropped_prefixes)
@@ -132,6 +137,7 @@ class TimmViTEncoder(BaseEncoder):
         tokens = keep_patch_tokens(tokens, patch_keep, self.num_prefix_tokens)
         tokens = model.norm_pre(model.patch_drop(tokens))
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            from timm.models import checkpoint_seq
             tokens = checkpoint_seq(model.blocks, tokens)
         else:
             tokens = model.blocks(tokens)
