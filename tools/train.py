@@ -58,7 +58,10 @@ def build_config(args: argparse.Namespace) -> Config:
     """The config with the command-line overrides applied."""
     from r2d2lib.engine import load_config
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
-    if args.auto_scale_lr:
+    if args.auto_scale_lr:  # lr x world_size * batch_size / auto_scale_lr.base_batch_size
+        if not (cfg.get('auto_scale_lr') or {}).get('base_batch_size'):
+            raise SystemExit(f'--auto-scale-lr: {args.config} sets no auto_scale_lr.base_batch_size '
+                             '(the global batch its learning rate is for)')
         cfg.auto_scale_lr.enable = True
     if args.amp:  # bf16 unless the config or --cfg-options set optim_wrapper.dtype
         cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'

@@ -16,7 +16,8 @@ custom_hooks = [dict(type='RandomStateHook'), dict(type='MomentumUpdateHook'), d
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
+    # backend None: nccl with CUDA GPUs, gloo without (StrictRunner); set a name to force one
+    dist_cfg=dict(backend=None),
 )
 
 log_processor = dict(by_epoch=True, window_size=50)
