@@ -347,30 +347,50 @@ class R2D2Inferencer:
         if top_k < 1:
             raise ValueError(f'top_k must be positive, got {top_k}')
         kind = query_kind or self.query_kind(query)
-        query_embed = self.encode_query(query, kind)
+        query_features = None
+        if rerank_k and self.has_cross_encoders and kind in ('text', 'image'):
+            # one pass of the query's tower: its embedding ranks, its tokens / hidden states re-rank
+            query_embed, query_features = self._query_features(query, kind)
+        else:
+            query_embed = self.encode_query(query, kind)
         depth = max(top_k, rerank_k or 0)
         sims, indices = chunked_topk(query_embed[None], gallery.embeddings, depth)
         sims, indices = sims[0], indices[0]
         candidates = [gallery.items[i] for i in indices.tolist()]
         results = self.rerank(query, candidates, sims, indices=indices, rerank_k=rerank_k,
-                              gallery_kind=gallery.kind, query_kind=kind, progress=progress)
+                              gallery_kind=gallery.kind, query_kind=kind, progress=progress,
+                              query_features=query_features)
         return results[:top_k]
 
-    def _pair_matcher(self, query, query_kind: str, gallery_kind: str) -> Callable[[list], Tensor]:
-        """``candidates -> [P] matching probabilities`` of the query with each candidate item."""
+    @torch.no_grad()
+    def _query_features(self, query, kind: str) -> Tuple[Tensor, tuple]:
+        """The query's embedding [D] (as :meth:`encode_query`) and its features for ``match_features``."""
+        if kind == 'text':
+            tokens = self._tokens([query])
+            hidden, embeds = self.model.text_features(tokens['input_ids'], tokens['attention_mask'])
+            return embeds[0].float().cpu(), (hidden, tokens['attention_mask'])
+        image_tokens, embeds = self.model.image_features(self._pixels([query]))
+        return embeds[0].float().cpu(), (image_tokens,)
+
+    def _pair_matcher(self, query, query_kind: str, gallery_kind: str,
+                      query_features: Optional[tuple] = None) -> Callable[[list], Tensor]:
+        """``candidates -> [P] matching probabilities`` of the query with each candidate item.
+
+        ``query_features`` (from :meth:`_query_features`): the query's tower is not run again.
+        """
         if (query_kind, gallery_kind) not in (('text', 'images'), ('image', 'texts')):
             raise ValueError(f're-ranking scores image-text pairs: a {query_kind} query over a gallery of '
                              f'{gallery_kind} cannot be re-ranked (leave rerank_k=None)')
         self._check_cross_encoders('re-ranking')
         if query_kind == 'text':
-            hidden, mask = self._text_hidden([query])
+            hidden, mask = query_features or self._text_hidden([query])
 
             def match(items: list) -> Tensor:
                 n = len(items)
                 return self.model.match_features(self._image_tokens(items), hidden.expand(n, -1, -1),
                                                  mask.expand(n, -1))
         else:
-            tokens = self._image_tokens([query])
+            tokens = query_features[0] if query_features else self._image_tokens([query])
 
             def match(items: list) -> Tensor:
                 cand_hidden, cand_mask = self._text_hidden(items)
@@ -380,13 +400,16 @@ class R2D2Inferencer:
     @torch.no_grad()
     def rerank(self, query, candidates: Sequence, embedding_scores: Tensor, indices: Optional[Tensor] = None,
                rerank_k: Optional[int] = None, gallery_kind: Optional[str] = None,
-               query_kind: Optional[str] = None, progress: Optional[bool] = None) -> List[SearchResult]:
+               query_kind: Optional[str] = None, progress: Optional[bool] = None,
+               query_features: Optional[tuple] = None) -> List[SearchResult]:
         """Results for candidates already ranked by embedding similarity (e.g. from a faiss index).
 
         ``candidates`` are the items (paths or texts) in descending ``embedding_scores``
         order, ``indices`` their ids (default 0..k-1). The first ``rerank_k`` are re-ranked
         with :func:`~r2d2lib.evaluation.ranking.rerank_topk` (None: no re-ranking);
-        ``gallery_kind`` defaults to the opposite of the query's modality.
+        ``gallery_kind`` defaults to the opposite of the query's modality. ``query_features``:
+        the query's token features, as :meth:`search` passes them (its tower already ran); by
+        default the query is encoded here.
         """
         query_kind = query_kind or self.query_kind(query)
         gallery_kind = gallery_kind or ('images' if query_kind == 'text' else 'texts')
@@ -403,7 +426,7 @@ class R2D2Inferencer:
         if rerank_k < 0:
             raise ValueError(f'rerank_k must be positive or None, got {rerank_k}')
         depth = min(rerank_k, len(candidates))
-        match = self._pair_matcher(query, query_kind, gallery_kind)
+        match = self._pair_matcher(query, query_kind, gallery_kind, query_features)
         probabilities = torch.empty(depth)
 
         def pair_score_fn(_query_idx: Tensor, cand_pos: Tensor) -> Tensor:

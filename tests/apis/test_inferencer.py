@@ -8,6 +8,7 @@ from PIL import Image
 
 from r2d2lib.apis import R2D2Inferencer, SearchResult
 from r2d2lib.apis.inferencer import DEFAULT_TEMPLATES, Gallery
+from r2d2lib.evaluation.ranking import chunked_topk
 from r2d2lib.registry import MODELS
 
 
@@ -134,7 +135,7 @@ def test_rerank_order_hand_computed(inferencer, monkeypatch):
     """sims 0.9/0.8/0.7/0.6 + probs 0.1/0.5/0.9/0.0 -> 1.0/1.3/1.6/0.6: re-ranked c, b, a; d stays last."""
     probs = {'a': 0.1, 'b': 0.5, 'c': 0.9, 'd': 0.0}
     monkeypatch.setattr(inferencer, '_pair_matcher',
-                        lambda q, qk, gk: (lambda items: torch.tensor([probs[i] for i in items])))
+                        lambda q, qk, gk, *_: (lambda items: torch.tensor([probs[i] for i in items])))
     results = inferencer.rerank('query', ['a', 'b', 'c', 'd'], torch.tensor([0.9, 0.8, 0.7, 0.6]),
                                 indices=torch.tensor([10, 11, 12, 13]), rerank_k=3)
     assert [(r.item, r.index) for r in results] == [('c', 12), ('b', 11), ('a', 10), ('d', 13)]
@@ -199,3 +200,33 @@ def test_bad_inputs_give_clear_errors(inferencer, toy, tmp_path):
     with pytest.warns(UserWarning, match='searched as a text'):  # a str that names an image file
         assert inferencer.query_kind(paths[0]) == 'text'
     assert inferencer.query_kind(Path(paths[0])) == 'image'
+
+
+def test_search_with_rerank_runs_the_query_tower_once(inferencer, model, toy):
+    """Fails before issue 17: the query was encoded for its embedding, then again for re-ranking."""
+    paths, texts = toy
+    images, text_gallery = inferencer.build_gallery(images=paths), inferencer.build_gallery(texts=texts)
+    calls = {'image': 0, 'text': 0}
+    image_forward, text_forward = model.image_encoder.forward, model.text_encoder.forward
+
+    def count(kind, forward):
+        def wrapped(*args, **kwargs):
+            calls[kind] += args[0].shape[0]  # rows through the tower
+            return forward(*args, **kwargs)
+        return wrapped
+
+    def old_search(query, gallery):  # search() before issue 17: encode_query, then rerank() encodes again
+        sims, indices = chunked_topk(inferencer.encode_query(query)[None], gallery.embeddings, 5)
+        return inferencer.rerank(query, [gallery.items[i] for i in indices[0].tolist()], sims[0],
+                                 indices=indices[0], rerank_k=3, gallery_kind=gallery.kind)
+
+    want_text, want_image = old_search(texts[2], images), old_search(Path(paths[1]), text_gallery)
+    model.image_encoder.forward = count('image', image_forward)
+    model.text_encoder.forward = count('text', text_forward)
+    got_text = inferencer.search(texts[2], images, top_k=5, rerank_k=3)
+    assert calls == {'image': 3, 'text': 1}  # the 3 candidates' tokens; the query once
+    calls.update(image=0, text=0)
+    got_image = inferencer.search(Path(paths[1]), text_gallery, top_k=5, rerank_k=3)
+    assert calls == {'image': 1, 'text': 3}
+    assert [(r.index, r.score) for r in got_text] == [(r.index, r.score) for r in want_text]
+    assert [(r.index, r.score) for r in got_image] == [(r.index, r.score) for r in want_image]
