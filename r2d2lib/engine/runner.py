@@ -124,8 +124,8 @@ class StrictRunner(Runner):
 
     def resume(self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True,
                map_location='default') -> None:
-        """mmengine's resume; with ``--resume`` of the work dir's latest checkpoint (no file given), a truncated
-        or corrupt latest file falls back to the newest readable one, with a warning naming both."""
+        """mmengine's resume; with ``--resume`` of the work dir's latest checkpoint (no file given), a
+        truncated or corrupt latest file falls back to the newest readable one, with a warning naming both."""
         try:
             return super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
         except (CheckpointFileError, FileNotFoundError) as error:
@@ -133,7 +133,8 @@ class StrictRunner(Runner):
                                                                                           exclude=[filename])
             if fallback is None:
                 raise
-            self.logger.warning(f'The latest checkpoint {filename} cannot be read ({error.__class__.__name__}: '
+            kind = type(error).__name__
+            self.logger.warning(f'The latest checkpoint {filename} cannot be read ({kind}: '
                                 f'truncated or corrupt?); resuming from {fallback}, the newest readable '
                                 f'checkpoint in {self.work_dir}.')
             return super().resume(str(fallback), resume_optimizer, resume_param_scheduler, map_location)

@@ -230,6 +230,32 @@ def unwrap_state_dict(checkpoint: Mapping, wrapper_key: str, kind: str,
     return state_dict
 
 
+def readable_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a checkpoint file that opens (not truncated or corrupt); its content is not loaded
+    into anything. A file beyond plain data counts as readable: the trust policy decides later."""
+    try:
+        load_checkpoint_file(path, allow_pickle=False)
+    except PickleRefusedError:
+        return True
+    except (CheckpointFileError, FileNotFoundError):
+        return False
+    return True
+
+
+def newest_readable_checkpoint(work_dir: str | Path, exclude: Sequence[str | Path] = ()) -> Path | None:
+    """The newest readable ``*.pth`` of a work dir (by the number in ``iter_N`` / ``epoch_N``, then the
+    modification time), ``exclude`` left out; None if there is none. For a resume whose latest checkpoint
+    is truncated (a run killed while saving)."""
+    def order(path: Path):
+        digits = ''.join(ch for ch in path.stem.split('_')[-1] if ch.isdigit())
+        return (int(digits) if digits else -1, path.stat().st_mtime)
+
+    excluded = {Path(p).resolve() for p in exclude}
+    candidates = [p for p in Path(work_dir).glob('*.pth')
+                  if p.resolve() not in excluded and not p.name.startswith('best_')]
+    return next((p for p in sorted(candidates, key=order, reverse=True) if readable_checkpoint(p)), None)
+
+
 #: State dict prefix of the training objective (teacher, queues, FgD centres, MLM head): what an
 #: inference model does not have.
 OBJECTIVE_PREFIX = 'objective.'
