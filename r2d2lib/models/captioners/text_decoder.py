@@ -27,7 +27,9 @@ class HFBertDecoder(BaseEncoder):
 
     Args:
         config: ``BertConfig`` fields, merged over ``hfl/chinese-roberta-wwm-ext``'s; ``is_decoder`` and
-            ``add_cross_attention`` are always set.
+            ``add_cross_attention`` are always set. The LM head's output weights are not tied to the word
+            embeddings (``tie_word_embeddings=False`` unless given): mmengine's optimizer constructor
+            with a ``paramwise_cfg`` would put a tied tensor in two parameter groups, which torch refuses.
         pretrained: a BertModel checkpoint (local folder or Hub id, e.g. ``'hfl/chinese-roberta-wwm-ext'``)
             whose self-attention, feed-forward and embedding weights initialise the decoder in
             :meth:`init_weights`, as BLIP initialises its decoder from BERT: only the cross-attention
@@ -45,8 +47,8 @@ class HFBertDecoder(BaseEncoder):
                  attn_implementation: str = 'sdpa', gradient_checkpointing: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(frozen=frozen, gradient_checkpointing=gradient_checkpointing, init_cfg=init_cfg)
-        cfg = {**CHINESE_ROBERTA_WWM_EXT_CONFIG, **(config or {}), 'is_decoder': True,
-               'add_cross_attention': True, 'attn_implementation': attn_implementation}
+        cfg = {**CHINESE_ROBERTA_WWM_EXT_CONFIG, 'tie_word_embeddings': False, **(config or {}),
+               'is_decoder': True, 'add_cross_attention': True, 'attn_implementation': attn_implementation}
         self.model = BertLMHeadModel(BertConfig(**cfg))
         self.pretrained = pretrained
         self.width: int = self.model.config.hidden_size
