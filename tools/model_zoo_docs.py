@@ -35,8 +35,9 @@ model = r2d2lib.get_model('r2d2_vitl_250m', pretrained='exports/my-r2d2')  # wei
 info = r2d2lib.apis.get_model_info('r2d2_vitl_250m')           # its metafile entry
 ```
 
-`get_model` builds the inference form of the model's config (no momentum teacher, queues, FgD or MLM
-head; see [converters.md](converters.md)). The facts are kept in `model_zoo/<family>/metafile.yml`
+`get_model` builds the architecture of the model's config without its training objective (no losses,
+momentum teacher, queues, FgD or MLM head), as `r2d2lib.load_model(name)` does with the released weights
+(see [hub.md](hub.md)). The facts are kept in `model_zoo/<family>/metafile.yml`
 (OpenMMLab format, gathered by `model_zoo/model-index.yml`); this page is generated from them.
 
 - **Hub id**: the repository (organisation `{HUB_ORG}`, `HUB_ORG` in `r2d2lib/apis/model_zoo.py`) that
