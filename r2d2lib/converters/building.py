@@ -24,7 +24,7 @@ def match_prefix(name: str, prefix: str) -> bool:
 def build_model(model_cfg: Mapping) -> nn.Module:
     """Our (randomly initialised) architecture of a model config (no objective); nothing is downloaded.
 
-    The config is checked like a config.json (:func:`~r2d2lib.io.pretrained.build_architecture`),
+    The config is checked like a config.json (:func:`~r2d2lib.io.pretrained.build_architecture`).
     """
     return build_architecture(architecture_config(model_cfg), 'the converter\'s model config')
 

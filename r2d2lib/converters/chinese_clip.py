@@ -177,8 +177,8 @@ def hf_to_ours(name: str, logit_target: str | None = None) -> str | None:
 
 # ----------------------------------------------------------------- our model
 def inference_model_config(config: str | Path | Mapping | None = None) -> dict:
-    """Our model config (default :data:`DEFAULT_CONFIG`'s ``model``) in inference form (no pretrained
-    downloads, no training-only parts)."""
+    """The architecture config of :data:`DEFAULT_CONFIG`'s (or ``config``'s) ``model``: no objective, no
+    pretrained downloads."""
     cfg = architecture_config(load_model_config(DEFAULT_CONFIG if config is None else config))
     if cfg.get('type') != 'DualEncoderModel':
         raise ValueError(f'Chinese-CLIP converts into a DualEncoderModel, but the model config has type '

@@ -21,7 +21,7 @@ official                       r2d2lib
 
 Tensors the official model never uses are dropped by name (``DROPPED_PREFIXES``);
 everything else must match our model key for key and shape for shape, or
-:class:`~r2d2lib.models.encoders.base.PretrainedLoadError` lists every offender.
+:class:`~r2d2lib.io.checkpoint.PretrainedLoadError` lists every offender.
 That answers the official loader's fault of silently skipping mismatched tensors.
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
 # R2D2 ViT-L pre-trained on the 23M-pair Zero corpus (the Table 1 model), fine-tuned for image-text
 # retrieval: GCPR (Eq. 2) and FGR (Eq. 3) jointly (Appendix C), 10 epochs (schedule_10e.py).
 #
-# The model is the pre-trained R2D2 without its pre-training-only parts: plain GCPR (the temperature
-# stays learnable), FGR with in-batch hard negatives, no MLM head, no momentum teacher, queue or FgD.
-# That is exactly the inference form of the model zoo (r2d2lib.get_model('r2d2_vitl_23m')) and of the
+# The model is the pre-trained R2D2's architecture; its objective here is plain GCPR (the temperature
+# stays learnable) and FGR with in-batch hard negatives: no MLM head, momentum teacher, queue or FgD.
+# The architecture is exactly the model zoo's (r2d2lib.get_model('r2d2_vitl_23m')) and that of the
 # converted official checkpoint, so the pre-trained weights load strictly with `load_from`, a
 # checkpoint of this model's keys (docs/finetune.md says how to make it from the official release or
 # from your own pre-training). A missing file stops tools/train.py before the first step; point
