@@ -1,8 +1,8 @@
 """Retrieval ranking: chunked top-k, re-ranking and recall hit counts.
 
-Pure tensor functions, shared by the retrieval loops and metric. Memory stays
-at O(chunk x gallery + queries x k): no dense queries x gallery matrix is ever
-kept, only the top-k of each query.
+Pure tensor functions, shared by the retrieval loops and metric. ``chunked_topk``
+needs one ``chunk x gallery`` fp32 buffer plus the ``queries x k`` results (12 bytes
+each): no dense queries x gallery matrix is ever made, only the top-k of each query.
 """
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -25,7 +25,9 @@ def chunked_topk(query_embeds: Tensor,
 
     Embeddings are expected L2-normalised, so the score is the cosine
     similarity. Similarities are computed ``chunk_size`` queries at a time in
-    float32 on the device of the inputs.
+    float32 on the device of the inputs, into one preallocated ``[chunk_size, G]``
+    buffer: working memory ``4 * chunk_size * G + 12 * Q * k`` bytes (plus fp32
+    copies of the inputs when they are not fp32).
 
     Args:
         query_embeds (Tensor): ``[Q, D]`` query embeddings.
@@ -46,13 +48,17 @@ def chunked_topk(query_embeds: Tensor,
         return (torch.empty(num_queries, k, device=device),
                 torch.empty(num_queries, k, dtype=torch.long, device=device))
     gallery_t = gallery_embeds.float().t()
-    scores, indices = [], []
+    # one similarity buffer for every chunk and the results written in place: no allocation per
+    # chunk (freeing and reallocating chunk x gallery blocks fragments the C heap) and no final cat
+    buffer = torch.empty(min(chunk_size, num_queries), num_gallery, device=device)
+    scores = torch.empty(num_queries, k, device=device)
+    indices = torch.empty(num_queries, k, dtype=torch.long, device=device)
     for start in range(0, num_queries, chunk_size):
-        sims = query_embeds[start:start + chunk_size].float() @ gallery_t
-        chunk_scores, chunk_indices = sims.topk(k, dim=1)
-        scores.append(chunk_scores)
-        indices.append(chunk_indices)
-    return torch.cat(scores), torch.cat(indices)
+        stop = min(start + chunk_size, num_queries)
+        sims = buffer[:stop - start]
+        torch.mm(query_embeds[start:stop].float(), gallery_t, out=sims)
+        torch.topk(sims, k, dim=1, out=(scores[start:stop], indices[start:stop]))
+    return scores, indices
 
 
 def rerank_topk(topk_indices: Tensor,

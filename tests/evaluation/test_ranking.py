@@ -123,3 +123,52 @@ def test_hit_matrix_by_hand():
     assert hits.tolist() == [[False, True], [True, False]]
     with pytest.raises(ValueError):
         hit_matrix(hits.long(), torch.tensor([0, 1]), txt2img, 'x2y')
+
+
+def _seeded(seed, *shape):
+    torch.manual_seed(seed)
+    return _normed(*shape)
+
+
+def _old_chunked_topk(query_embeds, gallery_embeds, k, chunk_size):
+    """ranking.py at d7ce384, lines 48-56: a new similarity block per chunk, then a cat."""
+    gallery_t = gallery_embeds.float().t()
+    scores, indices = [], []
+    for start in range(0, query_embeds.shape[0], chunk_size):
+        sims = query_embeds[start:start + chunk_size].float() @ gallery_t
+        chunk_scores, chunk_indices = sims.topk(k, dim=1)
+        scores.append(chunk_scores)
+        indices.append(chunk_indices)
+    return torch.cat(scores), torch.cat(indices)
+
+
+@pytest.mark.parametrize('num_q,chunk', [(37, 8), (37, 37), (37, 100), (1, 4)])
+def test_chunked_topk_is_bit_for_bit_the_old_allocating_version(num_q, chunk):
+    queries, gallery = _seeded(3, num_q, 16), _seeded(4, 53, 16)
+    got = chunked_topk(queries, gallery, 7, chunk_size=chunk)
+    want = _old_chunked_topk(queries, gallery, 7, chunk)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_chunked_topk_allocates_one_similarity_buffer():
+    """Fails before issue 17: a new [chunk, G] block per chunk (and a cat of the results)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class Allocations(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.sizes = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            inputs = {a.untyped_storage().data_ptr() for a in tree_leaves((args, kwargs))
+                      if isinstance(a, torch.Tensor)}
+            self.sizes += [t.numel() for t in tree_leaves(out)
+                           if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs]
+            return out
+
+    queries, gallery = _seeded(5, 40, 16), _seeded(6, 50, 16)
+    with Allocations() as mode:
+        chunked_topk(queries, gallery, 5, chunk_size=8)
+    assert sum(1 for n in mode.sizes if n >= 8 * 50) == 1

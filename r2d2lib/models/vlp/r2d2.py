@@ -89,7 +89,13 @@ class R2D2Model(DualEncoderModel):
         return (text_image.float().softmax(-1)[:, 1] + image_text.float().softmax(-1)[:, 1]) / 2
 
     def match(self, pixel_values: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """[B] probability that the i-th image matches the i-th text (mean of the two ITM heads)."""
+        """[B] probability that the i-th image matches the i-th text (mean of the two ITM heads).
+
+        Runs both towers. Who also needs the embeddings should not encode twice: ``image_features``
+        and ``text_features`` return the tokens / hidden states with the embeddings, and
+        :meth:`match_features` matches from those (what the retrieval loops and ``R2D2Inferencer``
+        do).
+        """
         image_tokens = self.image_encoder(pixel_values)
         text_hidden = self.text_encoder(input_ids, attention_mask)
         return self.match_features(image_tokens, text_hidden, attention_mask)
