@@ -6,6 +6,7 @@
     python tools/benchmark.py train-step CONFIG ...             # speed, memory and leak check
     python tools/benchmark.py loss --loss tgd --batch-size 2    # queue losses at a full queue
     python tools/benchmark.py topk --chunk-sizes 256 1024 4096  # chunked top-k: time, memory
+    python tools/benchmark.py official-step --config C          # official step vs ours, equal objective
     python tools/benchmark.py COMMAND --help
 
 Each subcommand lives in a module of ``tools/benchmarks/`` with ``add_arguments(parser)``
@@ -31,6 +32,8 @@ SUBCOMMANDS = {
     'train-step': ('benchmarks.train_step', 'speed and memory of pre-training steps, with a leak check'),
     'loss': ('benchmarks.losses', 'the queue losses (TgD, MoCo) at a full queue, ours vs the code they '
              'replaced: CPU and wall seconds, live-tensor and RSS peaks'),
+    'official-step': ('benchmarks.official_step', 'training step: the official GCPR + FGR step line for '
+                      'line vs ours at equal objective, and our full Eq. 8 step'),
     'topk': ('benchmarks.topk', 'chunked_topk (one preallocated buffer) vs the version it replaced: CPU '
              'and wall seconds, working memory against the formula of docs/evaluation.md'),
 }
