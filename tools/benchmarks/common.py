@@ -106,6 +106,8 @@ def fill_queue(model, batch_size: int, generator: torch.Generator) -> int:
     Random unit features, image ids no batch uses, weights decayed per batch of age.
     """
     queue = getattr(model, 'queue', None)
+    if queue is None:  # the model's training objective holds it (issue 14)
+        queue = getattr(getattr(model, 'objective', None), 'queue', None)
     if queue is None:
         return 0
     size, dim = queue.image_feats.shape

@@ -1,7 +1,7 @@
 """``train-step``: speed, memory and leak check of pre-training steps at real size (synthetic inputs).
 
     python tools/benchmark.py train-step CONFIG [--batch-size 2] [--iters 4] [--warmup 1]
-        [--device cpu|cuda] [--max-growth-mib 64] [--fill-queue] [--seed 0] [--json OUT]
+        [--device cpu|cuda] [--max-growth-mib 64] [--fill-queue] [--threads 1] [--seed 0] [--json OUT]
         [--cfg-options key=value ...]
 
 ``train-step`` builds the config's model and runs ``--warmup`` + ``--iters`` pre-training
@@ -140,6 +140,7 @@ def run_train_step(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: CUDA is not available')
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     cfg = load_config(args.config, args.cfg_options)
     with tempfile.TemporaryDirectory(prefix='r2d2_benchmark_') as tmp_dir:
@@ -233,6 +234,7 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument('--fill-queue', action='store_true',
                        help='start with a full feature queue (steady state; it fills in '
                        'queue.size / batch size steps of training) instead of an empty one')
+    train.add_argument('--threads', type=positive_int, default=1, help='torch threads (default 1)')
     train.add_argument('--seed', type=int, default=0, help='seed of the weights and inputs')
     train.add_argument('--json', metavar='OUT', help='write the measurements to this JSON file')
     train.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
