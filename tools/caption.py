@@ -1,6 +1,6 @@
 """Caption images with a trained captioner (an ImageCaptioner written by save_pretrained).
 
-    python tools/caption.py --model work_dirs/caption_demo/model data/toy_shapes/images/test_00000.png
+    python tools/caption.py --model work_dirs/caption_demo/model data/toy_shapes/images/test_000000.png
     python tools/caption.py --model work_dirs/caption_demo/model IMAGE... --beams 3 --out captions.jsonl
 
 Prints ``path<TAB>caption`` per image; ``--out`` also writes JSON lines ``{"image": ..., "caption": ...}``.
