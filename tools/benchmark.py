@@ -8,6 +8,7 @@
     python tools/benchmark.py topk --chunk-sizes 256 1024 4096  # chunked top-k: time, memory
     python tools/benchmark.py official-step --config C          # official step vs ours, equal objective
     python tools/benchmark.py hard-negatives --rows 64 --candidates 2048   # vs the official loop
+    python tools/benchmark.py caption --beams 1 3               # caption generation vs transformers
     python tools/benchmark.py COMMAND --help
 
 Each subcommand lives in a module of ``tools/benchmarks/`` with ``add_arguments(parser)``
@@ -37,6 +38,8 @@ SUBCOMMANDS = {
                       'line vs ours at equal objective, and our full Eq. 8 step'),
     'hard-negatives': ('benchmarks.hard_negatives', 'hard-negative draw, ours vs the official per-row '
                        'multinomial(...).item() loop: CPU and wall time'),
+    'caption': ('benchmarks.caption', 'caption generation (beam 1 and 3), ImageCaptioner vs transformers\' '
+                'VisionEncoderDecoderModel of the same size: captions/s'),
     'topk': ('benchmarks.topk', 'chunked_topk (one preallocated buffer) vs the version it replaced: CPU '
              'and wall seconds, working memory against the formula of docs/evaluation.md'),
 }
