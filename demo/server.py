@@ -1,11 +1,13 @@
 """Serve the web demo: load a model, embed an image folder once, answer searches and scores.
 
-    python -m demo.server --config configs/demo/r2d2_tiny_shapes.py \
-        --checkpoint work_dirs/demo/epoch_8.pth --allow-pickle \
-        --images data/toy_shapes/images --glob 'test_*' --port 8000
+    python -m demo.server --model work_dirs/demo/model --images data/toy_shapes/images \
+        --glob 'test_*' --port 8000
     python -m demo.server --model <from_pretrained folder | Hub id | model-zoo name> --images <folder>
+    python -m demo.server --config CONFIG.py --checkpoint CKPT.pth --images <folder>
 
-``make web-demo`` runs the first form on the demo model (training it first if needed).
+``make web-demo`` runs the first form: the folder ``make demo`` saves with ``save_pretrained``
+(trained first if missing). A training checkpoint loads weights-only; ``--allow-pickle`` only for
+a file you trust that needs a full unpickle.
 Then open http://127.0.0.1:8000. Limits against hostile input (see demo/limits.py):
 ``--max-upload-mb`` (413 past it, before the body is read), ``--max-pixels`` (400 past it,
 before the image is decoded), ``--max-concurrent`` and ``--max-waiting`` (503 past both).

@@ -4,6 +4,7 @@
     python tools/demo.py --ablation [--variants r2d2 r2d2_clip wo_twd ...]
     python tools/demo.py --amp bf16 [--seed 1]      # mixed precision (configs/demo/*_bf16.py)
     python tools/demo.py --captions objects     # the attention demo (docs/inference.md)
+    python tools/demo.py --verbose              # also mmengine's environment and config dump (DEBUG)
 
 Prints R@1/5/10 both ways and R@M, by embedding similarity alone and re-ranked by
 the cross encoders, next to what random ranking would score. ``--ablation`` trains
@@ -126,6 +127,7 @@ def build_config(args: argparse.Namespace, config: str = 'r2d2_tiny_shapes',
     cfg.param_scheduler[-1].end = args.epochs
     cfg.default_hooks.checkpoint.interval = args.epochs
     cfg.default_hooks.logger.interval = 1000  # the config's progress bar shows the losses
+    cfg.log_level = 'DEBUG' if args.verbose else cfg.log_level
     if args.amp != 'fp32':  # the one-line switch of configs/demo/r2d2_tiny_shapes_bf16.py
         cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
         cfg.optim_wrapper.dtype = AMP_DTYPES[args.amp]
@@ -225,7 +227,7 @@ def run_ablation(args: argparse.Namespace, summary: dict) -> None:
     print(f'results: {out}')
 
 
-def main() -> None:
+def parse_args(argv: list | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--captions', choices=CAPTION_STYLES, default='scene',
                         help='scene: captions name both shapes; objects: one caption per shape (the '
@@ -249,7 +251,10 @@ def main() -> None:
     parser.add_argument('--ablation', action='store_true', help="train Table 3's variants and compare")
     parser.add_argument('--variants', nargs='+', choices=sorted(VARIANTS), default=list(VARIANTS),
                         help='variants for --ablation')
-    args = parser.parse_args()
+    parser.add_argument('--verbose', action='store_true',
+                        help="log at DEBUG: mmengine's environment and config dump, hook order, optimizer "
+                        'options per parameter')
+    args = parser.parse_args(argv)
     objects = args.captions == 'objects'
     if args.epochs is None:
         config = osp.join(CONFIG_DIR, DEMO_CONFIGS[args.captions] + '.py')
@@ -261,7 +266,11 @@ def main() -> None:
     args.data = args.data or ('data/toy_shapes_objects' if objects else 'data/toy_shapes')
     args.work_dir = args.work_dir or ('work_dirs/demo_ablation' if args.ablation else
                                       'work_dirs/demo_objects' if objects else 'work_dirs/demo')
+    return args
 
+
+def main() -> None:
+    args = parse_args()
     summary = ensure_toy_shapes(args.data, num_train=args.num_train, num_test=args.num_test,
                                 image_size=64, seed=0, caption_style=args.captions)
     print(f'toy corpus: {summary["num_train_images"]} train / {summary["num_test_images"]} test '

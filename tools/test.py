@@ -1,7 +1,7 @@
 """Evaluate a checkpoint with the config's test loop; write and print the results in the paper's layout.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--dataset-name NAME] [--out-dir DIR]
-        [--cfg-options key=value ...] [--launcher pytorch]
+        [--cfg-options key=value ...] [--launcher pytorch] [--verbose]
 
 Retrieval configs give TR (image-to-text) and IR (text-to-image) R@1/5/10 and R@M, by embedding
 similarity and re-ranked; matching configs (ICM, IQM) AUC and accuracy; zero-shot classification
@@ -42,6 +42,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         default='none', help='job launcher')
     parser.add_argument('--allow-pickle', action='store_true',
                         help='allow a checkpoint that needs a full unpickle (it can run code from the file)')
+    parser.add_argument('--verbose', action='store_true',
+                        help="log at DEBUG: mmengine's environment and config dump and hook order")
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -52,6 +54,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.allow_pickle = args.allow_pickle
+    if args.verbose:
+        cfg.log_level = 'DEBUG'
     check_or_exit(cfg, args.config, 'test', args.checkpoint)  # exit 2 naming what is missing
     runner = StrictRunner.from_cfg(cfg)
     runner.load_checkpoint(args.checkpoint)  # strict: a wrong file fails, naming the keys

@@ -1,7 +1,7 @@
 """Train a model from a config with mmengine's Runner.
 
     python tools/train.py configs/r2d2/vitb_2.3m.py [--work-dir DIR] [--resume [CKPT]]
-        [--amp] [--cfg-options key=value ...] [--launcher pytorch|slurm]
+        [--amp] [--cfg-options key=value ...] [--launcher pytorch|slurm] [--verbose]
 
 First, in about a second and before r2d2lib is imported, the preflight (tools/preflight.py) checks
 that every data path, pretrained weight, tokenizer and checkpoint the config names is there; if not,
@@ -39,6 +39,9 @@ def parse_args() -> argparse.Namespace:
                         help='allow load_from / --resume checkpoints outside the work dir that need a full '
                         'unpickle (it can run code from the file); --resume of the run\'s own work dir needs '
                         'no opt-in')
+    parser.add_argument('--verbose', action='store_true',
+                        help="log at DEBUG: mmengine's environment and config dump, hook order, optimizer "
+                        'options per parameter')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -67,6 +70,8 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
     if args.allow_pickle:
         cfg.allow_pickle = True
+    if args.verbose:
+        cfg.log_level = 'DEBUG'
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

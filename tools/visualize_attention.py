@@ -1,6 +1,6 @@
 """Where does an entity of the text look in the image? The paper's entity-conditioned attention (Fig. 2).
 
-    python tools/visualize_attention.py IMAGE TEXT --entity WORD [--layer 3] --out attention.png \
+    python tools/visualize_attention.py IMAGE TEXT --entity WORD [--layer N] --out attention.png \
         (--model NAME_OR_FOLDER | --checkpoint CKPT [--config CFG] [--allow-pickle])
     python tools/visualize_attention.py --toy-check data/toy_shapes --layer 2 \
         --checkpoint work_dirs/demo/epoch_8.pth --allow-pickle
@@ -8,12 +8,12 @@
         有一个红色的小圆形 --entity 红色的小圆形 --layer 1 --model work_dirs/demo_objects/model
 
 The map is the cross-attention of the entity's tokens over the image patches in layer
-``--layer`` of the text-image cross encoder (the paper reads the 3rd of 6), averaged over heads
-and over the entity's tokens, [CLS] excluded, laid out on the patch grid, upsampled and overlaid
-on the image. The entity must occur in the text (``--occurrence`` picks a later appearance). A
-model with fewer layers than ``--layer`` is an error: the demo's cross encoders have 2 layers,
-so pass ``--layer 2`` (or 1) for it. On the attention demo (``make attention-demo``) layer 1 is
-the one that localises (docs/inference.md).
+``--layer`` of the text-image cross encoder, averaged over heads and over the entity's tokens,
+[CLS] excluded, laid out on the patch grid, upsampled and overlaid on the image. The default
+layer is the paper's (the 3rd of 6), or the model's last one if it has fewer: layer 2 for the
+demo's 2-layer cross encoders. A ``--layer`` the model does not have is an error naming the valid
+ones. The entity must occur in the text (``--occurrence`` picks a later appearance). On the
+attention demo (``make attention-demo``) layer 1 is the one that localises (docs/inference.md).
 
 ``--toy-check DATA`` measures instead, over a toy-shapes split, how often the attention of an
 object's phrase (e.g. 红色的大圆形) puts more weight inside that object's box than inside the
@@ -31,7 +31,7 @@ from PIL import Image
 from r2d2lib.apis.cli import add_model_arguments, inferencer_from_args
 from r2d2lib.apis.inferencer import load_image
 from r2d2lib.visualization import entity_attention, overlay_heatmap
-from r2d2lib.visualization.attention import PAPER_LAYER
+from r2d2lib.visualization.attention import PAPER_LAYER, text_image_layers
 from r2d2lib.visualization.toy_check import TEXT_MODES, measure_entity_localisation
 
 
@@ -42,8 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('text', nargs='?', help='the text (Chinese)')
     parser.add_argument('--entity', help='a word or phrase of TEXT')
     parser.add_argument('--occurrence', type=int, default=1, help='which appearance of the entity in TEXT')
-    parser.add_argument('--layer', type=int, default=PAPER_LAYER,
-                        help=f'text-image cross-encoder layer, 1-based (default {PAPER_LAYER}, as the paper)')
+    parser.add_argument('--layer', type=int, default=None,
+                        help=f'text-image cross-encoder layer, 1-based (default {PAPER_LAYER}, as the paper, '
+                        'or the last layer of a model with fewer)')
     parser.add_argument('--out', type=Path, default=Path('attention.png'), help='PNG to write')
     parser.add_argument('--alpha', type=float, default=0.5, help='heatmap opacity')
     parser.add_argument('--toy-check', type=Path, metavar='DATA',
@@ -78,6 +79,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     inferencer = inferencer_from_args(args)
     model = inferencer.model
+    if args.layer is None:  # the paper's layer, or the closest one a shallower model has
+        args.layer = min(PAPER_LAYER, text_image_layers(model))
     if args.toy_check is not None:
         result = measure_entity_localisation(model, args.toy_check, args.split, args.layer, args.limit,
                                              batch_size=args.batch_size, text=args.toy_text)

@@ -21,6 +21,8 @@ env_cfg = dict(
 )
 
 log_processor = dict(by_epoch=True, window_size=50)
+# INFO: progress, results and what needs action. DEBUG (tools/train.py --verbose) adds mmengine's
+# environment and config dump, the hook order and the optimizer's per-parameter options (StrictRunner).
 log_level = 'INFO'
 load_from = None
 resume = False

@@ -2,6 +2,7 @@
 backend chosen from the machine, and the config the tools hand it."""
 import copy
 import datetime
+import logging
 import os.path as osp
 from pathlib import Path
 from typing import Optional
@@ -14,6 +15,8 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from r2d2lib.engine.hooks.momentum_update_hook import has_teacher
+from r2d2lib.engine.optim_constructor import QuietOptimWrapperConstructor
+from r2d2lib.engine.quiet_logging import infos_at_debug, quiet_mmengine_deprecations
 from r2d2lib.io.checkpoint import CheckpointFileError, load_checkpoint_file, newest_readable_checkpoint
 
 
@@ -49,7 +52,52 @@ class StrictRunner(Runner):
     Without CUDA the ``pytorch`` launcher (torchrun, ``tools/dist_train.sh``) works: the process
     group is created here without mmengine's ``torch.cuda.set_device``, and the model is wrapped
     in DDP without device ids.
+
+    Logs (r2d2lib/engine/quiet_logging.py): at the default ``log_level='INFO'`` mmengine's set-up
+    (environment, config, hook order) and the optimizer's per-parameter options go at DEBUG, and one
+    line says where the config is; ``log_level='DEBUG'`` (the tools' ``--verbose``) shows them all.
     """
+
+    def __init__(self, *args, **kwargs):
+        try:
+            super().__init__(*args, **kwargs)
+        finally:  # entered in build_logger: the set-up's INFO lines go at DEBUG
+            if getattr(self, '_logger_quiet', None) is not None:
+                self._logger_quiet.__exit__(None, None, None)
+        self.logger.info(f'work dir {self.work_dir}, seed {self.seed}; the config is saved in the work dir, '
+                         'the environment, config and hook order are logged at log_level DEBUG (--verbose)')
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        """mmengine's logger; until the end of ``__init__`` its INFO records go at DEBUG."""
+        logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
+        quiet_mmengine_deprecations(logger)
+        self._logger_quiet = infos_at_debug(logger)
+        self._logger_quiet.__enter__()
+        return logger
+
+    def _init_model_weights(self) -> None:
+        """mmengine's, without its per-parameter initialisation dump unless the log file is at DEBUG.
+
+        mmengine's ``BaseModule.init_weights`` writes one entry per parameter ("The value is the same
+        before and after calling `init_weights`") straight into the log file's stream, whatever the
+        level, so below DEBUG the file handlers sit out the call (its warnings still reach the console).
+        """
+        files = [handler for handler in self.logger.handlers
+                 if isinstance(handler, logging.FileHandler) and handler.level > logging.DEBUG]
+        for handler in files:
+            self.logger.removeHandler(handler)
+        try:
+            with infos_at_debug(self.logger):
+                super()._init_model_weights()
+        finally:
+            for handler in files:
+                self.logger.addHandler(handler)
+
+    def build_optim_wrapper(self, optim_wrapper):
+        """mmengine's, with :class:`QuietOptimWrapperConstructor` unless the config names a constructor."""
+        if isinstance(optim_wrapper, dict) and 'constructor' not in optim_wrapper:
+            optim_wrapper = dict(copy.deepcopy(optim_wrapper), constructor=QuietOptimWrapperConstructor)
+        return super().build_optim_wrapper(optim_wrapper)
 
     def setup_env(self, env_cfg: dict) -> None:
         """mmengine's set-up with the backend chosen from the machine (see the class doc)."""

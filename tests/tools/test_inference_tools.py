@@ -153,7 +153,7 @@ def test_index_and_search_match_the_inferencer(setup, features):
         assert picture.width > 5 * 100 and picture.format == 'PNG'
 
 
-def test_visualize_attention_draws_and_checks_the_toy_corpus(setup, toy_data):
+def test_visualize_attention_draws_and_checks_the_toy_corpus(setup, toy_data, capsys):
     record = json.loads((toy_data / 'test_objects.jsonl').read_text(encoding='utf-8').splitlines()[0])
     text = record['captions'][0]
     obj = record['objects'][0]
@@ -167,8 +167,12 @@ def test_visualize_attention_draws_and_checks_the_toy_corpus(setup, toy_data):
 
     visualize = tool('visualize_attention')
     with pytest.raises(SystemExit, match='has 1 layer, so layer 3 does not exist'):
-        visualize.main([str(toy_data / record['image_path']), text, '--entity', entity,
+        visualize.main([str(toy_data / record['image_path']), text, '--entity', entity, '--layer', '3',
                         '--model', setup['model'], '--out', str(png)])
+    # no --layer: the paper's 3rd, or the last layer of a shallower model (here its only one)
+    visualize.main([str(toy_data / record['image_path']), text, '--entity', entity,
+                    '--model', setup['model'], '--out', str(png)])
+    assert 'layer 1; 4x4 patch grid' in capsys.readouterr().out
     with pytest.raises(SystemExit, match="entity '紫色的圆形' does not occur"):
         visualize.main([str(toy_data / record['image_path']), text, '--entity', '紫色的圆形', '--layer', '1',
                         '--model', setup['model'], '--out', str(png)])
