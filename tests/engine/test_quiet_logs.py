@@ -79,3 +79,25 @@ def test_verbose_sets_log_level_debug_in_train_and_demo(monkeypatch, verbose):
 
     demo = load_tool('demo')
     assert demo.build_config(demo.parse_args(flag)).log_level == ('DEBUG' if verbose else 'INFO')
+
+
+def test_the_quiet_constructor_builds_mmengine_s_parameter_groups(tiny_full_cfg):
+    """Same tensors, order, learning rates and weight decays as DefaultOptimWrapperConstructor; the frozen
+    momentum teacher is left out by both."""
+    from mmengine.optim import DefaultOptimWrapperConstructor
+
+    from r2d2lib.engine.optim_constructor import QuietOptimWrapperConstructor
+    from r2d2lib.registry import MODELS
+    model = MODELS.build({**tiny_full_cfg, '_scope_': 'r2d2lib'})
+    cfg = dict(optim_wrapper_cfg=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01)),
+               paramwise_cfg=dict(custom_keys={'.temp': dict(decay_mult=0.0)}, norm_decay_mult=0.0,
+                                  bias_decay_mult=0.0))
+    ours = QuietOptimWrapperConstructor(**cfg)(model).optimizer.param_groups
+    theirs = DefaultOptimWrapperConstructor(**cfg)(model).optimizer.param_groups
+    assert len(ours) == len(theirs) > 50
+    for a, b in zip(ours, theirs):
+        assert [id(p) for p in a['params']] == [id(p) for p in b['params']]
+        assert (a['lr'], a['weight_decay']) == (b['lr'], b['weight_decay'])
+    frozen = {id(p) for name, p in model.named_parameters() if name.startswith('objective.teacher.')}
+    assert frozen and not frozen & {id(p) for group in ours for p in group['params']}
+    assert {group['weight_decay'] for group in ours} == {0.0, 0.01}
