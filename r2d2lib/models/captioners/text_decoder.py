@@ -5,11 +5,11 @@ from typing import Mapping, Optional
 
 import torch
 from torch import Tensor
-from transformers import BertConfig, BertLMHeadModel
+from transformers import BertLMHeadModel
 
 from r2d2lib.io.checkpoint import PretrainedLoadError
-from r2d2lib.models.encoders.base import BaseEncoder, quiet_transformers
-from r2d2lib.models.encoders.hf_bert import CHINESE_ROBERTA_WWM_EXT_CONFIG
+from r2d2lib.models.encoders.base import quiet_transformers
+from r2d2lib.models.encoders.hf_bert import BertBackbone
 from r2d2lib.registry import FUSIONS
 
 #: Keys of a decoder that a text encoder (BertModel) does not have: BLIP initialises them afresh.
@@ -17,7 +17,7 @@ DECODER_ONLY_PARTS = ('.crossattention.', 'cls.predictions.')
 
 
 @FUSIONS.register_module()
-class HFBertDecoder(BaseEncoder):
+class HFBertDecoder(BertBackbone):
     """Chinese text decoder over image tokens: transformers' ``BertLMHeadModel`` with ``is_decoder=True,
     add_cross_attention=True`` as ``self.model`` (BLIP's captioning decoder).
 
@@ -47,17 +47,11 @@ class HFBertDecoder(BaseEncoder):
                  attn_implementation: str = 'sdpa', gradient_checkpointing: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(frozen=frozen, gradient_checkpointing=gradient_checkpointing, init_cfg=init_cfg)
-        cfg = {**CHINESE_ROBERTA_WWM_EXT_CONFIG, 'tie_word_embeddings': False, **(config or {}),
-               'is_decoder': True, 'add_cross_attention': True, 'attn_implementation': attn_implementation}
-        self.model = BertLMHeadModel(BertConfig(**cfg))
+        self._build_bert(BertLMHeadModel, config, attn_implementation,
+                         defaults={'tie_word_embeddings': False},
+                         forced={'is_decoder': True, 'add_cross_attention': True})
         self.pretrained = pretrained
-        self.width: int = self.model.config.hidden_size
-        self.vocab_size: int = self.model.config.vocab_size
-        self.max_positions: int = self.model.config.max_position_embeddings
         self._finish_build()
-
-    def _enable_gradient_checkpointing(self) -> None:
-        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
 
     def load_pretrained(self) -> None:
         """Initialise from ``pretrained`` (a BertModel checkpoint), see the class doc."""

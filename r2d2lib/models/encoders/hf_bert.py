@@ -21,8 +21,27 @@ DROPPED_PREFIXES: tuple[str, ...] = ('pooler.', 'bert.pooler.', 'cls.')
 SAME_CONFIG: tuple[str, ...] = ('hidden_act', 'layer_norm_eps', 'num_attention_heads')
 
 
+class BertBackbone(BaseEncoder):
+    """What the BERT text encoder and the captioning decoder share: a transformers BERT model built from
+    ``config`` merged over RoBERTa-wwm-ext's as ``self.model``, its sizes, and gradient checkpointing."""
+
+    def _build_bert(self, model_cls: type, config: dict | None, attn_implementation: str,
+                    defaults: dict | None = None, forced: dict | None = None, **model_kwargs) -> None:
+        """``self.model = model_cls(BertConfig(...), **model_kwargs)`` with the fields, in increasing
+        precedence: RoBERTa-wwm-ext's, ``defaults``, ``config``, ``forced`` and ``attn_implementation``."""
+        cfg = {**CHINESE_ROBERTA_WWM_EXT_CONFIG, **(defaults or {}), **(config or {}), **(forced or {}),
+               'attn_implementation': attn_implementation}
+        self.model = model_cls(BertConfig(**cfg), **model_kwargs)
+        self.width: int = self.model.config.hidden_size
+        self.vocab_size: int = self.model.config.vocab_size
+        self.max_positions: int = self.model.config.max_position_embeddings
+
+    def _enable_gradient_checkpointing(self) -> None:
+        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
+
+
 @ENCODERS.register_module()
-class HFBertEncoder(BaseEncoder):
+class HFBertEncoder(BertBackbone):
     """BERT text encoder returning the last hidden states of every token.
 
     Wraps ``transformers.BertModel(config, add_pooling_layer=False)`` as ``self.model``.
@@ -53,17 +72,9 @@ class HFBertEncoder(BaseEncoder):
                  frozen: bool = False, attn_implementation: str = 'sdpa',
                  gradient_checkpointing: bool = False, init_cfg: dict | list[dict] | None = None):
         super().__init__(frozen=frozen, gradient_checkpointing=gradient_checkpointing, init_cfg=init_cfg)
-        cfg = {**CHINESE_ROBERTA_WWM_EXT_CONFIG, **(config or {}),
-               'attn_implementation': attn_implementation}
-        self.model = BertModel(BertConfig(**cfg), add_pooling_layer=False)
+        self._build_bert(BertModel, config, attn_implementation, add_pooling_layer=False)
         self.pretrained = pretrained
-        self.width: int = self.model.config.hidden_size
-        self.vocab_size: int = self.model.config.vocab_size
-        self.max_positions: int = self.model.config.max_position_embeddings
         self._finish_build()
-
-    def _enable_gradient_checkpointing(self) -> None:
-        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
 
     def load_pretrained(self) -> None:
         """Strictly load ``pretrained`` (BertModel or BertFor* checkpoint)."""
