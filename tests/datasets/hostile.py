@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import io
 import json
-import struct
-import zlib
 from pathlib import Path
 from typing import Dict
 
 import numpy as np
 from PIL import Image
+
+from tests.pngs import png_header_bomb, png_zeros  # noqa: F401 (re-exported to the tests)
 
 SIZE = 16  # side of the small images
 
@@ -34,33 +34,6 @@ LONG_CAPTION = '红' * 10_000
 SPECIAL_CAPTION = '一个红色的[SEP]圆形[MASK]'
 # 1-based lines of train.jsonl holding an empty and a whitespace-only caption
 EMPTY_LINES = (3, 4)
-
-
-def png_header_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A tiny PNG (under 100 bytes) whose header claims ``width * height`` grey pixels."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack('>I', len(data)) + kind + data
-                + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
-    ihdr = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', zlib.compress(b'\x00'))
-            + chunk(b'IEND', b''))
-
-
-def png_zeros(width: int, height: int) -> bytes:
-    """A valid all-black grey PNG of ``width x height``, compressed to almost nothing."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack('>I', len(data)) + kind + data
-                + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
-    compressor = zlib.compressobj(9)
-    row = b'\x00' * (width + 1)  # filter byte 0, then the row
-    parts = []
-    rows_per_step = max(1, (1 << 24) // len(row))
-    for start in range(0, height, rows_per_step):
-        parts.append(compressor.compress(row * min(rows_per_step, height - start)))
-    parts.append(compressor.flush())
-    ihdr = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', b''.join(parts))
-            + chunk(b'IEND', b''))
 
 
 def rotated_png() -> bytes:

@@ -1,36 +1,26 @@
 """The load test's attacker, a process of its own (so it takes no GIL from the timed searches).
 
-    python tests/web/attacker.py <url> <port> <big.png> <stop file> <max attacks>
+    python -m tests.web.attacker <url> <port> <big.png> <stop file> <max attacks>
 
 Sends, in turn and until ``<stop file>`` exists or ``<max attacks>`` are sent: a PNG header
 claiming 10^10 pixels, the PNG file ``<big.png>``, a request claiming a 200 MB body (never sent)
 and a 2 MB upload. Prints ``ready`` after the first attack and, at the end, one JSON line:
-``{kind: [status or transport error name, ...]}``. Imports nothing but the standard library and
-httpx.
+``{kind: [status or transport error name, ...]}``. Imports nothing but the standard library,
+httpx and tests/pngs.py.
 """
 import json
 import os
 import socket
-import struct
 import sys
 import time
-import zlib
 
 import httpx
+
+from tests.pngs import png_header_bomb
 
 BOUNDARY = 'r2d2libloadtest'
 HEADERS = {'content-type': f'multipart/form-data; boundary={BOUNDARY}'}
 KINDS = ('bomb', 'big', 'claim', 'oversized')
-
-
-def png_header_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
-    """The bomb of tests/datasets/hostile.py (repeated here to keep this process light)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack('>I', len(data)) + kind + data
-                + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
-    ihdr = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', zlib.compress(b'\x00'))
-            + chunk(b'IEND', b''))
 
 
 def multipart(name: str, data: bytes) -> bytes:

@@ -76,9 +76,10 @@ def attack_while(url: str, port: int, big_png: Path, tmp_path: Path, measure):
     """Run ``measure()`` while tests/web/attacker.py attacks; returns (its result, statuses by kind)."""
     stop = tmp_path / 'stop'
     stop.unlink(missing_ok=True)
-    attacker = subprocess.Popen([sys.executable, str(Path(__file__).parent / 'attacker.py'), url, str(port),
+    attacker = subprocess.Popen([sys.executable, '-m', 'tests.web.attacker', url, str(port),
                                  str(big_png), str(stop), str(MAX_ATTACKS)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
     try:
         first = attacker.stdout.readline()
         assert first.strip() == 'ready', first + attacker.stdout.read()
