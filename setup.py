@@ -31,6 +31,7 @@ setup(
         'pillow',
         'tqdm',
         'rich',
+        'diffusers>=0.30',  # UNet2DConditionModel, DDPM / DDIM / DPM-Solver, AutoencoderKL (text-to-image)
     ],
     extras_require={
         'data': ['pyarrow'],  # parquet annotations of the Zero corpus
