@@ -165,7 +165,7 @@ def split_rankings(metrics: dict) -> tuple[dict, dict]:
     return plain, reranked
 
 
-def run_demo(args: argparse.Namespace, summary: dict) -> None:
+def run_demo(args: argparse.Namespace, summary: dict, env: dict) -> None:
     cfg = build_config(args, DEMO_CONFIGS[args.captions])
     metrics, seconds, iters = train_and_test(cfg)
     plain, reranked = split_rankings(metrics)
@@ -182,7 +182,6 @@ def run_demo(args: argparse.Namespace, summary: dict) -> None:
     for layer, result in localisation.items():
         print(f'  {layer}: {result["own_box_wins"]:.1f}% of {result["pairs"]} (image, object) pairs, '
               f'red circles {result["red_circles"]:.1f}%')
-    env = environment()
     with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
         json.dump(dict(rows, entity_attention=localisation, training=dict(
             precision=args.amp, seed=args.seed, captions=args.captions, iters=iters, seconds=seconds),
@@ -206,7 +205,7 @@ def format_ablation(results: dict, chance: dict) -> str:
     return '\n'.join(lines)
 
 
-def run_ablation(args: argparse.Namespace, summary: dict) -> None:
+def run_ablation(args: argparse.Namespace, summary: dict, env: dict) -> None:
     results = {}
     for key in args.variants:
         name, config = VARIANTS[key]
@@ -218,7 +217,6 @@ def run_ablation(args: argparse.Namespace, summary: dict) -> None:
     chance = chance_recalls(summary['num_test_images'], summary['num_test_texts'])
     print(f'\nTable 3 on toy shapes: seed {args.seed}, {args.epochs} epochs, test split (%)\n')
     print(format_ablation(results, chance))
-    env = environment()
     out = osp.join(args.work_dir, f'ablation_seed{args.seed}.json')
     with open(out, 'w') as f:
         json.dump(dict(seed=args.seed, epochs=args.epochs, chance=chance, results=results, environment=env),
@@ -275,10 +273,11 @@ def main() -> None:
                                 image_size=64, seed=0, caption_style=args.captions)
     print(f'toy corpus: {summary["num_train_images"]} train / {summary["num_test_images"]} test '
           f'images in {args.data}')
+    env = environment()  # at the start: the commit that runs, not the one checked out when it ends
     if args.ablation:
-        run_ablation(args, summary)
+        run_ablation(args, summary, env)
     else:
-        run_demo(args, summary)
+        run_demo(args, summary, env)
 
 
 if __name__ == '__main__':
