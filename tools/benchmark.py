@@ -9,6 +9,7 @@
     python tools/benchmark.py official-step --config C          # official step vs ours, equal objective
     python tools/benchmark.py hard-negatives --rows 64 --candidates 2048   # vs the official loop
     python tools/benchmark.py caption --beams 1 3               # caption generation vs transformers
+    python tools/benchmark.py generate --steps 50               # text-to-image: images/s, UNet's share
     python tools/benchmark.py gpu --out work_dirs/gpu/gpu.jsonl # ViT-B/L on a GPU: MFU, bf16, compile
     python tools/benchmark.py COMMAND --help
 
@@ -41,6 +42,8 @@ SUBCOMMANDS = {
                        'multinomial(...).item() loop: CPU and wall time'),
     'caption': ('benchmarks.caption', 'caption generation (beam 1 and 3), ImageCaptioner vs transformers\' '
                 'VisionEncoderDecoderModel of the same size: captions/s'),
+    'generate': ('benchmarks.generate', 'text-to-image sampling (50 steps, guidance 3): images per wall and '
+                 'CPU second, the UNet\'s share of the time, repeated'),
     'gpu': ('benchmarks.gpu', 'on a GPU, ViT-B and ViT-L at real size: step samples/s and MFU (fp32, bf16, '
             'bf16 + compile, with and without checkpointing), embedding and retrieval throughput'),
     'topk': ('benchmarks.topk', 'chunked_topk (one preallocated buffer) vs the version it replaced: CPU '
