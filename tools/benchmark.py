@@ -1,6 +1,6 @@
 """Benchmarks of r2d2lib against the official approach, offline on synthetic inputs.
 
-    python tools/benchmark.py train --config C --batch-size B   # training step: ours vs official
+    python tools/benchmark.py train --config C --batch-size B   # training steps + AdamW: ours vs official
     python tools/benchmark.py infer --config C --batch-size B   # encode / match: ours vs ChineseCLIP
     python tools/benchmark.py eval ...                          # retrieval evaluation at scale
     python tools/benchmark.py train-step CONFIG ...             # speed, memory and leak check
@@ -27,8 +27,8 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # makes tools/benchmarks
 
 # subcommand -> (module in tools/benchmarks/, one-line help)
 SUBCOMMANDS = {
-    'train': ('benchmarks.training', 'training step, ours vs the official approach: samples/s, '
-              'peak memory, FLOPs (and TFLOP/s, MFU on a GPU)'),
+    'train': ('benchmarks.training', 'training steps with AdamW, ours (GCPR + FGR, and Eq. 8) vs the '
+              'official step line for line: samples/s, peak memory, FLOPs (and TFLOP/s, MFU on a GPU)'),
     'infer': ('benchmarks.inference', 'encode_image / encode_text / match, ours vs transformers\' '
               'ChineseCLIPModel towers of the same size'),
     'eval': ('benchmarks.evaluation', 'retrieval evaluation at real size, ours vs the official dense '

@@ -55,22 +55,29 @@ def run_main(capsys, *args) -> list:
     return [json.loads(line) for line in out.splitlines() if line.startswith('{')]
 
 
-def test_train_compares_ours_with_the_official_approach(toy_data, capsys):
+def test_train_compares_ours_with_the_official_step(toy_data, capsys):
     vocab = f'model.data_preprocessor.tokenizer.vocab_file={toy_data / "vocab.txt"}'
     lines = run_main(capsys, 'train', '--config', 'configs/demo/r2d2_tiny_shapes.py', '--batch-size', '4',
-                     '--iters', '1', '--warmup', '0', '--threads', '1', '--hn-batch-size', '16',
-                     '--cfg-options', vocab)
-    ours, official, ratio, negatives = lines
-    assert (ours['method'], official['method'], ratio['method']) == ('ours', 'official', 'ratio')
-    assert (official['model'], official['objective']) == ('R2D2Model', 'OfficialR2D2Objective')
-    for line in (ours, official):
+                     '--iters', '1', '--warmup', '0', '--rounds', '1', '--threads', '1',
+                     '--methods', 'ours-gcpr-fgr', 'official', 'ours', '--cfg-options', vocab)
+    equal, official, ours, ratio_equal, ratio_full = lines
+    assert [line['method'] for line in lines[:3]] == ['ours-gcpr-fgr', 'official', 'ours']
+    assert (ratio_equal['of'], ratio_full['of']) == ('ours-gcpr-fgr / official', 'ours / official')
+    assert official['objective'] == equal['objective'] == 'R2D2Objective'
+    # the official step computes GCPR and FGR only (r2d2_retrieval.py@c7127fa lines 23-79)
+    assert set(official['losses']) == set(equal['losses']) == {'loss_gcpr', 'loss_fgr'}
+    assert LOSS_KEYS == set(ours['losses'])
+    for line in (equal, official, ours):
         assert line['samples_per_s'] > 0 and line['peak_mib'] > 0 and line['flops_per_sample'] > 0
-        assert LOSS_KEYS == set(line['losses']) and all(math.isfinite(v) for v in line['losses'].values())
+        assert all(math.isfinite(v) for v in line['losses'].values())
         assert line['mfu'] is None  # CPU: no known peak
-    assert ratio['samples_per_s'] == pytest.approx(ours['samples_per_s'] / official['samples_per_s'])
-    # the official step runs the text encoder and the cross encoder once more (separate MLM forward)
-    assert ratio['flops_per_sample'] < 1
-    assert negatives['benchmark'] == 'hard_negatives' and negatives['batch_size'] == 16
+        assert line['cpu_s']['min'] <= line['cpu_s']['median'] <= line['cpu_s']['max']
+    assert ratio_equal['samples_per_s'] == pytest.approx(equal['samples_per_s'] / official['samples_per_s'])
+    # same objective, same encoder and cross-encoder passes: FLOPs within a few per cent (what
+    # differs: the counter's accounting of fused against eager attention, the official similarity
+    # matrices computed twice per direction); the full objective adds MLM, TgD's teacher and FgD
+    assert ratio_equal['flops_per_sample'] == pytest.approx(1.0, rel=0.05)
+    assert ratio_full['flops_per_sample'] > 1
 
 
 def test_infer_compares_with_chinese_clip_towers_of_the_same_size(toy_data, capsys):

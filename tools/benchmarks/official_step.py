@@ -31,15 +31,18 @@ the live tensors the step creates.
 import argparse
 import copy
 import gc
+import math
 import tempfile
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config, DictAction
+from torch import Tensor
 
 from r2d2lib.engine import load_config
+from r2d2lib.models.fusion.cross_encoder import AttentionProjection
 
 from .common import (
     build_model,
@@ -54,11 +57,40 @@ from .common import (
     vm_hwm_mib,
 )
 from .losses import LiveTensorPeak, summarize
-from .official_baseline import EagerAttentionProjection, eager_model_config
 
 GCPR_FGR = dict(type='R2D2Objective', contrastive=dict(type='GCPRLoss'),
                 fgr=dict(type='FGRLoss', class_weight=(1.0, 2.0)), mlm_head=None, teacher=None, queue=None,
                 fgd=None, weights=dict(gcpr=1.0, fgr=1.0))
+
+
+MASK_VALUE = -10000.0  # BERT's additive mask
+
+
+# ----------------------------------------------------------------- eager attention, as the official code
+class EagerAttentionProjection(AttentionProjection):
+    """Cross-encoder attention as BERT's eager ``BertSelfAttention`` (the official cross encoders are
+    BERT layers): the [N, M] matrix ``softmax(q k^T / sqrt(d) + mask)`` materialised, additive mask."""
+
+    def forward(self, x: Tensor, context: Tensor, mask: Optional[Tensor]) -> Tensor:
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(context)), self._heads(self.value(context))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores + (~mask).to(scores.dtype) * MASK_VALUE
+        probs = F.dropout(scores.softmax(dim=-1), p=self.dropout, training=self.training)
+        out = probs @ v
+        b, h, n, d = out.shape
+        return out.transpose(1, 2).reshape(b, n, h * d)
+
+
+def eager_model_config(model_cfg: dict) -> dict:
+    """``model_cfg`` with transformers' eager attention in the HF encoders (timm: :func:`make_official`)."""
+    cfg = dict(model_cfg)
+    for key in ('image_encoder', 'text_encoder'):
+        encoder = dict(cfg[key])
+        if encoder.get('type') in ('HFBertEncoder', 'HFCLIPVisionEncoder'):
+            encoder['attn_implementation'] = 'eager'
+        cfg[key] = encoder
+    return cfg
 
 
 # ----------------------------------------------------------------- the official step, line for line
@@ -130,7 +162,6 @@ def cross_output(model, text_embeds, text_atts, image_embeds, image_atts):
 
 def make_official(model):
     """Eager attention in the cross encoders and timm blocks (the towers: :func:`eager_model_config`)."""
-    from r2d2lib.models.fusion.cross_encoder import AttentionProjection
     for module in model.modules():
         if type(module) is AttentionProjection:
             module.__class__ = EagerAttentionProjection

@@ -1,38 +1,36 @@
-"""``train``: one pre-training step, ours against the official approach, measured in the same run.
+"""``train``: training steps with the optimizer, ours against the official step, in the same run.
 
     python tools/benchmark.py train --config configs/r2d2/vitb_2.3m.py --batch-size 8
-        [--iters 3] [--warmup 1] [--rounds 2] [--amp fp32|bf16|fp16] [--compile]
-        [--device cpu|cuda] [--peak-tflops T] [--hn-batch-size 256] [--json OUT]
-        [--cfg-options key=value ...]
+        [--methods ours-gcpr-fgr official ours] [--iters 3] [--warmup 1] [--rounds 2]
+        [--amp fp32|bf16|fp16] [--compile] [--device cpu|cuda] [--peak-tflops T] [--threads 1]
+        [--json OUT] [--cfg-options key=value ...]
 
-Methods (both build the config's model with the same seed, random weights, and train on
-the same synthetic batches; see ``common.synthetic_inputs``):
+Methods (each builds the config's model with the same seed, random weights, and trains on the
+same synthetic batches; see ``common.synthetic_inputs``); a step is the forward with
+``mode='loss'``, backward, AdamW and, with a teacher, its EMA:
 
-* ``ours``: :class:`~r2d2lib.models.vlp.R2D2Model` as configured (fused attention, the
-  vectorised hard-negative sampler, MLM riding the FGR pass, the frozen ViT once);
-* ``official``: the same model computed as the official code does
-  (:mod:`official_baseline`: eager attention, a per-sample hard-negative loop with
-  ``.item()``, a separate MLM forward, the teacher's own ViT pass).
+* ``official``: the official training step line for line (``official_step.official_loss``:
+  ``R2D2_Retrieval.forward`` of github.com/yuxie11/R2D2 ``models/r2d2_retrieval.py`` at c7127fa,
+  lines 23-142: GCPR and FGR only, per-row ``torch.multinomial(...).item()``, two cross-encoder
+  passes, eager attention);
+* ``ours-gcpr-fgr``: :class:`~r2d2lib.models.vlp.R2D2Model` with the same objective (GCPR + FGR):
+  the equal-objective comparison;
+* ``ours``: the config's model and objective (Eq. 8), compared with ``official`` separately since
+  it computes more terms.
 
 Each (method, round) runs in a forked child process: ``--warmup`` steps, then ``--iters``
-timed steps (forward with ``mode='loss'``, backward, AdamW, the teacher's EMA), then (first
-round only) one more step under ``torch.utils.flop_counter.FlopCounterMode``. Rounds alternate the methods
-(ours, official, ours, official, ...) so that a shared machine's load hits both alike; the
-reported step time is the median over every timed step of every round, in wall-clock
-seconds (``samples_per_s``) and in CPU seconds of the process (``samples_per_cpu_s``: the
-work done, which other processes on a shared machine disturb far less than the wall clock;
-with ``--threads 1`` and no GPU the two agree on an idle machine).
+timed steps, then (first round only) one more step under ``torch.utils.flop_counter.FlopCounterMode``.
+Rounds alternate the methods so that a shared machine's load hits them alike; the reported step
+time is the median over every timed step of every round, in wall-clock seconds
+(``samples_per_s``) and in CPU seconds of the process (``samples_per_cpu_s``: the work done, which
+other processes on a shared machine disturb far less than the wall clock).
 
-Memory: on CPU the peak RSS of the child (``VmHWM``) over the timed steps, its mark reset
-after the warm-up (``peak_mib``), and that peak above the RSS before the first timed step
-(``step_peak_mib``: activations and temporaries of a step); on CUDA the peak allocated
-memory of the timed steps.
+Memory: on CPU the peak RSS of the child (``VmHWM``) over the timed steps, its mark reset after the
+warm-up (``peak_mib``), and that peak above the RSS before the first timed step (``step_peak_mib``);
+on CUDA the peak allocated memory of the timed steps.
 
-Output: one JSON line per method, one ``ratio`` line (ours / official; > 1 is better for
-samples/s, < 1 for memory), then one ``hard_negatives`` line: the time to draw the hard
-negatives of ``--hn-batch-size`` pairs (both directions) by the vectorised sampler and by
-the per-sample loop, alternated 20 times: medians and their ratio (``speedup``), and minima
-and theirs (``speedup_min``: the least disturbed by other processes on a shared machine).
+Output: one JSON line per method, then ``ratio`` lines against ``official`` (> 1 is better for
+samples/s, < 1 for memory and FLOPs). The hard-negative draw alone: ``hard-negatives``.
 """
 import argparse
 import multiprocessing
@@ -47,7 +45,6 @@ from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 
 from r2d2lib.engine import load_config
-from r2d2lib.models.utils import sample_hard_negatives
 from r2d2lib.registry import MODELS
 
 from .common import (
@@ -61,10 +58,11 @@ from .common import (
     use_local_tokenizer,
     vm_hwm_mib,
 )
+from .losses import summarize
 from .flops import count_flops, peak_tflops, utilisation
-from .official_baseline import OfficialR2D2Objective, eager_model_config, to_official
+from .official_step import GCPR_FGR, eager_model_config, make_official, official_loss
 
-METHODS = ('ours', 'official')
+METHODS = ('ours-gcpr-fgr', 'official', 'ours')
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 MIB = 2 ** 20
 
@@ -74,12 +72,14 @@ def build_method(cfg, method: str, device: torch.device, seed: int, compile_back
     """The config's model for ``method``, random weights (seeded), tokenizer built, in train mode."""
     init_default_scope('r2d2lib')
     torch.manual_seed(seed)
-    model_cfg = cfg.model if method == 'ours' else eager_model_config(cfg.model)
+    model_cfg = cfg.model if method == 'ours' else dict(cfg.model, objective=dict(GCPR_FGR))
+    if method == 'official':
+        model_cfg = eager_model_config(model_cfg)
     model = MODELS.build(model_cfg)
     if model.objective is not None:
         model.objective.sync_teacher(model)
     if method == 'official':
-        model = to_official(model)
+        model = make_official(model)
     elif compile_backend:
         model.compile_training(backend=compile_backend)
     _ = model.data_preprocessor.tokenizer  # built now, while its vocabulary file exists
@@ -109,6 +109,21 @@ class Trainer:
         return losses
 
 
+class OfficialTrainer(Trainer):
+    """:class:`Trainer` whose loss is the official step's (``official_step.official_loss``)."""
+
+    def step(self, inputs: dict) -> Dict[str, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32,
+                            enabled=self.dtype is not None):
+            loss_gcpr, loss_fgr = official_loss(self.model, inputs['images'], inputs['input_ids'],
+                                                inputs['attention_mask'], inputs['image_ids'])
+        self.scaler.scale(loss_gcpr + loss_fgr).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return dict(loss_gcpr=loss_gcpr, loss_fgr=loss_fgr)
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -118,8 +133,8 @@ def measure(cfg, method: str, args, count: bool = True) -> dict:
     """Warm-up, timed steps, memory and (``count``) FLOPs of one method (runs in the child)."""
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    model = build_method(cfg, method, device, args.seed, args.compile if method == 'ours' else None)
-    trainer = Trainer(model, device, args.amp)
+    model = build_method(cfg, method, device, args.seed, args.compile if method != 'official' else None)
+    trainer = (OfficialTrainer if method == 'official' else Trainer)(model, device, args.amp)
     generator = torch.Generator().manual_seed(args.seed)
     if args.fill_queue:
         fill_queue(model, args.batch_size, generator)
@@ -179,37 +194,6 @@ def run_in_child(cfg, method: str, args, count: bool = True) -> dict:
     return message['result']
 
 
-# ----------------------------------------------------------------- hard negatives
-def time_hard_negatives(batch_size: int, repeats: int = 20) -> dict:
-    """Median time (ms) to draw both directions' negatives of ``batch_size`` pairs, both ways.
-
-    One untimed call of each sampler first; then the samplers alternate ``repeats`` times.
-    """
-    generator = torch.Generator().manual_seed(0)
-    embeds = torch.nn.functional.normalize(torch.randn(2, batch_size, 256, generator=generator), dim=-1)
-    ids = torch.arange(batch_size)
-    temp = torch.tensor(0.07)
-    i2t, t2i = embeds[0] @ embeds[1].t(), embeds[1] @ embeds[0].t()
-    samplers = {
-        'ours': lambda sim: sample_hard_negatives(sim, ids, ids, temp),
-        'official': lambda sim: OfficialR2D2Objective.sample_one_by_one(sim, ids, ids, temp),
-    }
-    times: Dict[str, List[float]] = {name: [] for name in samplers}
-    for sample in samplers.values():
-        sample(i2t)
-    for _ in range(repeats):
-        for name, sample in samplers.items():
-            start = time.perf_counter()
-            sample(i2t)
-            sample(t2i)
-            times[name].append((time.perf_counter() - start) * 1000)
-    ours, official = statistics.median(times['ours']), statistics.median(times['official'])
-    ours_min, official_min = min(times['ours']), min(times['official'])
-    return dict(benchmark='hard_negatives', batch_size=batch_size, ours_ms=ours, official_ms=official,
-                speedup=official / ours, ours_min_ms=ours_min, official_min_ms=official_min,
-                speedup_min=official_min / ours_min, repeats=repeats, threads=torch.get_num_threads())
-
-
 # ----------------------------------------------------------------- report
 def method_line(method: str, results: List[dict], args) -> dict:
     """The JSON line of one method: median step time over every round, memory, FLOPs, utilisation."""
@@ -221,12 +205,13 @@ def method_line(method: str, results: List[dict], args) -> dict:
     line = dict(benchmark='train', method=method, config=args.config, model=results[0]['model'],
                 objective=results[0]['objective'],
                 device=args.device, precision=args.amp, threads=args.threads,
-                compile=args.compile if method == 'ours' else None, batch_size=args.batch_size,
+                compile=args.compile if method != 'official' else None, batch_size=args.batch_size,
                 fill_queue=args.fill_queue,
                 samples_per_s=args.batch_size / median, s_per_step_median=median,
                 s_per_step=[round(s, 4) for s in seconds], rounds=len(results),
                 samples_per_cpu_s=args.batch_size / statistics.median(cpu_seconds),
                 cpu_s_per_step=[round(s, 4) for s in cpu_seconds],
+                cpu_s=summarize(cpu_seconds), wall_s=summarize(seconds),
                 peak_mib=max(r['peak_mib'] for r in results),
                 step_peak_mib=(max(r['step_peak_mib'] for r in results)
                                if results[0]['step_peak_mib'] is not None else None),
@@ -238,17 +223,17 @@ def method_line(method: str, results: List[dict], args) -> dict:
 
 
 def ratio_line(ours: dict, official: dict) -> dict:
-    """ours / official of every figure (samples/s: > 1 is faster; memory, FLOPs: < 1 is less)."""
+    """``ours`` / official of every figure (samples/s: > 1 is faster; memory, FLOPs: < 1 is less)."""
     def ratio(key):
         return ours[key] / official[key] if ours.get(key) and official.get(key) else None
-    return dict(benchmark='train', method='ratio', of='ours / official',
+    return dict(benchmark='train', method='ratio', of=f'{ours["method"]} / official',
                 samples_per_s=ratio('samples_per_s'), samples_per_cpu_s=ratio('samples_per_cpu_s'),
                 peak_mib=ratio('peak_mib'),
                 step_peak_mib=ratio('step_peak_mib'), flops_per_sample=ratio('flops_per_sample'))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``train``: the methods interleaved over the rounds, then the hard-negative timing."""
+    """Run ``train``: the methods interleaved over the rounds."""
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: CUDA is not available')
     if args.amp == 'fp16' and args.device == 'cpu':
@@ -272,11 +257,9 @@ def run(args: argparse.Namespace) -> int:
                       f'peak {result["peak_mib"]:.0f} MiB', flush=True)
     for method in args.methods:
         lines.append(method_line(method, results[method], args))
-    if set(METHODS) <= set(args.methods):
-        lines.append(ratio_line(lines[args.methods.index('ours')], lines[args.methods.index('official')]))
-    if args.hn_batch_size:
-        torch.set_num_threads(args.threads)
-        lines.append(time_hard_negatives(args.hn_batch_size))
+    if 'official' in args.methods:
+        official = lines[args.methods.index('official')]
+        lines += [ratio_line(line, official) for line in lines[:len(args.methods)] if line is not official]
     report_lines(lines, args.json, tokenizer_replaced=replaced)
     return 0
 
@@ -287,24 +270,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batch-size', type=positive_int, default=8, help='pairs per step (default 8)')
     parser.add_argument('--iters', type=positive_int, default=3, help='timed steps per round (default 3)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed steps first (default 1)')
-    parser.add_argument('--rounds', type=positive_int, default=1,
-                        help='alternate the methods this many times (default 1)')
-    parser.add_argument('--methods', nargs='+', choices=METHODS, default=list(METHODS))
+    parser.add_argument('--rounds', type=positive_int, default=2,
+                        help='alternate the methods this many times (default 2)')
+    parser.add_argument('--methods', nargs='+', choices=METHODS, default=list(METHODS[:2]),
+                        help='default: ours-gcpr-fgr official (equal objective)')
     parser.add_argument('--amp', choices=['fp32', *AMP_DTYPES], default='fp32',
-                        help='precision of both methods (autocast; fp16 with loss scaling)')
+                        help='precision of every method (autocast; fp16 with loss scaling)')
     parser.add_argument('--compile', nargs='?', const='inductor', default=None, metavar='BACKEND',
                         help='torch.compile our training step (default backend inductor); the '
                         'warm-up steps then include compilation')
     parser.add_argument('--fill-queue', action='store_true',
-                        help='start from a full feature queue (steady state, where both methods read '
-                        'every slot) instead of an empty one')
+                        help='start from a full feature queue (steady state, where every '
+                        'method with a queue reads every slot) instead of an empty one (ours)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
-    parser.add_argument('--threads', type=positive_int, default=torch.get_num_threads(),
-                        help='torch CPU threads (default: torch\'s)')
+    parser.add_argument('--threads', type=positive_int, default=1, help='torch CPU threads (default 1)')
     parser.add_argument('--peak-tflops', type=float, default=None,
                         help='peak TFLOP/s of the device for MFU (known GPUs: looked up)')
-    parser.add_argument('--hn-batch-size', type=int, default=256,
-                        help='batch of the hard-negative sampling timing (0: skip; default 256)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', metavar='OUT', help='also write every line to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
