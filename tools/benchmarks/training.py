@@ -58,8 +58,8 @@ from .common import (
     use_local_tokenizer,
     vm_hwm_mib,
 )
-from .losses import summarize
 from .flops import count_flops, peak_tflops, utilisation
+from .losses import summarize
 from .official_step import GCPR_FGR, eager_model_config, make_official, official_loss
 
 METHODS = ('ours-gcpr-fgr', 'official', 'ours')
