@@ -13,7 +13,7 @@ ROOT = Path(__file__).parents[2]
 sys.path.insert(0, str(ROOT / 'tools'))
 import benchmark as dispatcher  # noqa: E402  (tools/benchmark.py)
 from benchmarks import gpu  # noqa: E402
-from benchmarks.flops import utilisation  # noqa: E402
+from benchmarks.flops import peak_tflops, utilisation  # noqa: E402
 
 PEAK = 0.5  # TFLOP/s, given as --peak-tflops (the CPU has no entry in the table)
 MEASURED_VARIANTS = ['bf16', 'bf16+ckpt', 'fp32', 'fp32+ckpt']
@@ -77,6 +77,15 @@ def test_mfu_by_hand():
     # R2D2 ViT-L-like: 250 GFLOPs per sample, batch 256 in 0.16 s on an H200's 989.4 TFLOP/s: 40.4%
     assert utilisation(250e9 * 256, 0.16, 989.4)['mfu'] == pytest.approx(0.40428, abs=1e-5)
     assert utilisation(1e12, 1.0, None)['mfu'] is None
+
+
+@pytest.mark.parametrize('name, peak', [('NVIDIA H200', 989.4), ('NVIDIA H100 80GB HBM3', 989.4),
+                                        ('NVIDIA H100 PCIe', 756.5), ('NVIDIA H200 NVL', 835.5),
+                                        ('NVIDIA A100-SXM4-80GB', 312.0), ('NVIDIA GeForce RTX 4090', None)])
+def test_the_bf16_peak_is_read_from_the_device_name(monkeypatch, name, peak):
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
+    assert peak_tflops(torch.device('cuda'), 'bf16') == peak
+    assert peak_tflops(torch.device('cuda'), 'bf16', override=123.0) == 123.0  # --peak-tflops wins
 
 
 def test_embed_retrieval_and_profile_lines(tiny_run):

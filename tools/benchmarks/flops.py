@@ -5,7 +5,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 # Dense peak TFLOP/s per GPU (no sparsity) by name fragment and dtype; MFU is achieved / peak.
+# The first fragment found in torch.cuda.get_device_name() wins, so the PCIe / NVL cards come first.
+# Sources: NVIDIA's datasheets, which print the 2:4-sparsity figures (halved here): H200 (SXM: BF16
+# 1,979, TF32 989; NVL: 1,671 / 835), H100 (SXM: 1,979 / 989; NVL: 1,671 / 835; PCIe: 1,513 / 756),
+# A100 (624 / 312 with sparsity, 312 / 156 dense).
 GPU_PEAK_TFLOPS = {
+    'H200 NVL': {'bf16': 835.5, 'fp16': 835.5, 'fp32': 417.5},
+    'H100 NVL': {'bf16': 835.5, 'fp16': 835.5, 'fp32': 417.5},
+    'H100 PCIe': {'bf16': 756.5, 'fp16': 756.5, 'fp32': 378.0},
     'H200': {'bf16': 989.4, 'fp16': 989.4, 'fp32': 494.7},  # fp32 as TF32 tensor cores
     'H100': {'bf16': 989.4, 'fp16': 989.4, 'fp32': 494.7},
     'A100': {'bf16': 312.0, 'fp16': 312.0, 'fp32': 156.0},
