@@ -7,7 +7,9 @@
     python tools/demo.py --verbose              # also mmengine's environment and config dump (DEBUG)
 
 Prints R@1/5/10 both ways and R@M, by embedding similarity alone and re-ranked by
-the cross encoders, next to what random ranking would score. ``--ablation`` trains
+the cross encoders, next to what random ranking would score, and the twin test: for each
+test caption whose image has a swapped twin (the same words, attributes bound the other
+way), how often its own image ranks above the twin, by embeddings and after re-ranking. ``--ablation`` trains
 the variants of the paper's Table 3 (configs/demo/) one after another with the same
 data, seed and schedule and prints their comparison, with training speed.
 
@@ -30,14 +32,16 @@ import time
 from importlib import import_module
 from math import comb
 
+import torch
 from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 
 import r2d2lib  # noqa: F401
 from r2d2lib.datasets.toy_shapes import CAPTION_STYLES, ensure_toy_shapes
 from r2d2lib.engine import StrictRunner
+from r2d2lib.io.images import open_rgb
 from r2d2lib.models.vlp import R2D2Model
-from r2d2lib.visualization.toy_check import measure_entity_localisation_per_layer
+from r2d2lib.visualization.toy_check import load_objects, measure_entity_localisation_per_layer
 
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', 'configs', 'demo')
 # Table 3's rows -> demo configs (configs/demo/<file>.py)
@@ -142,6 +146,87 @@ def entity_localisation(model, data: str) -> dict:
             for layer, r in per_layer.items()}
 
 
+def twin_wins(sims: torch.Tensor, true_image: torch.Tensor, twin_image: torch.Tensor,
+              match_true: torch.Tensor | None, match_twin: torch.Tensor | None, top_k: int) -> dict:
+    """The twin test: how often each caption's own image ranks above its swapped twin (percent).
+
+    ``sims`` [T, I] are the captions' similarities to every gallery image, ``true_image`` /
+    ``twin_image`` [T] the gallery positions of each caption's image and of its twin,
+    ``match_true`` / ``match_twin`` [T] the cross encoders' matching probabilities of those two pairs
+    (None for a dual encoder). By embeddings the image with the higher similarity ranks first. After
+    re-ranking, as the retrieval loop does (``RetrievalTestLoop``: the first ``top_k`` by similarity are
+    sorted by probability + similarity and stay above the rest): if both are in the shortlist the higher
+    probability + similarity ranks first, if one is, it ranks first, if neither, the similarity decides.
+    Ties count half. Returns ``captions``, ``embedding`` and ``reranked`` (None without match scores).
+    """
+    rows = torch.arange(len(true_image))
+    s_true, s_twin = sims[rows, true_image], sims[rows, twin_image]
+
+    def win(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a > b).double() + 0.5 * (a == b).double()
+
+    by_embedding = win(s_true, s_twin)
+    out = dict(captions=len(rows), embedding=100 * by_embedding.mean().item(), reranked=None)
+    if match_true is None:
+        return out
+    # rank = how many gallery images score strictly higher (the loop's top-k shortlist)
+    listed_true = (sims > s_true[:, None]).sum(1) < top_k
+    listed_twin = (sims > s_twin[:, None]).sum(1) < top_k
+    by_rerank = torch.where(listed_true & listed_twin, win(match_true + s_true, match_twin + s_twin),
+                            torch.where(listed_true ^ listed_twin, listed_true.double(), by_embedding))
+    out['reranked'] = 100 * by_rerank.mean().item()
+    return out
+
+
+def format_twin_test(twins: dict) -> str:
+    """The twin test as printed under the recall table."""
+    reranked = '-' if twins['reranked'] is None else f"{twins['reranked']:.1f}%"
+    return (f"twin test ({twins['captions']} test captions whose image has a swapped twin; own image above "
+            f"the twin, 50% is chance): embedding similarity {twins['embedding']:.1f}%, re-ranked {reranked}")
+
+
+@torch.no_grad()
+def twin_test(model, data: str, top_k: int, split: str = 'test', batch_size: int = 64) -> dict:
+    """:func:`twin_wins` of a trained model on a toy-shapes split: every caption of every image whose
+    swapped twin (same ``group`` in ``<split>_objects.jsonl``) is in the split; the gallery is the split's
+    images. ``model`` needs ``image_features`` / ``text_features``; ``match_features`` if it re-ranks."""
+    records = load_objects(data, split)
+    groups: dict = {}
+    for index, record in enumerate(records):
+        groups.setdefault(record['group'], []).append(index)
+    model = model.eval()
+    preprocessor = model.data_preprocessor
+    tokens, image_embeds = [], []
+    for start in range(0, len(records), batch_size):
+        pixels = preprocessor.preprocess([open_rgb(osp.join(data, r['image_path']))
+                                          for r in records[start:start + batch_size]])
+        t, e = model.image_features(pixels)
+        tokens.append(t)
+        image_embeds.append(e)
+    tokens, image_embeds = torch.cat(tokens), torch.cat(image_embeds)
+    captions = [(text, index, members[1 - members.index(index)])
+                for members in groups.values() if len(members) == 2
+                for index in members for text in records[index]['captions']]
+    if not captions:
+        raise ValueError(f'{osp.join(data, split + "_objects.jsonl")} holds no swapped twins '
+                         '(a corpus made with swap_pairs=False)')
+    texts, true_image, twin_image = zip(*captions)
+    true_image, twin_image = torch.tensor(true_image), torch.tensor(twin_image)
+    sims, match_true, match_twin = [], [], []
+    rerank = callable(getattr(model, 'match_features', None))
+    for start in range(0, len(texts), batch_size):
+        batch = preprocessor.tokenize(list(texts[start:start + batch_size]))
+        hidden, embeds = model.text_features(batch['input_ids'], batch['attention_mask'])
+        sims.append(embeds @ image_embeds.T)
+        if rerank:
+            own = slice(start, start + len(hidden))
+            for images, out in ((true_image[own], match_true), (twin_image[own], match_twin)):
+                out.append(model.match_features(tokens[images], hidden, batch['attention_mask']).float())
+    sims = torch.cat(sims).float()
+    match_true, match_twin = (torch.cat(m) if rerank else None for m in (match_true, match_twin))
+    return twin_wins(sims, true_image, twin_image, match_true, match_twin, top_k)
+
+
 def train_and_test(cfg: Config) -> tuple[dict, float, int]:
     """Train and test one config: test metrics (without the ``retrieval/`` prefix), seconds, iterations.
 
@@ -169,13 +254,18 @@ def run_demo(args: argparse.Namespace, summary: dict, env: dict) -> None:
     cfg = build_config(args, DEMO_CONFIGS[args.captions])
     metrics, seconds, iters = train_and_test(cfg)
     plain, reranked = split_rankings(metrics)
-    localisation = entity_localisation(R2D2Model.from_pretrained(osp.join(args.work_dir, 'model')), args.data)
+    model = R2D2Model.from_pretrained(osp.join(args.work_dir, 'model'))
+    localisation = entity_localisation(model, args.data)
+    # the twin test needs captions that name both objects (object captions of swapped twins can be equal)
+    twins = twin_test(model, args.data, cfg.test_cfg.top_k) if args.captions == 'scene' else None
     rows = {'chance': chance_recalls(summary['num_test_images'], summary['num_test_texts']),
             'embedding similarity': plain,
             f're-ranked (top {cfg.test_cfg.top_k})': reranked}
     print(f'\nR2D2 tiny on toy shapes, {args.epochs} epochs, {args.amp}, seed {args.seed}: retrieval '
           'on the test split (%)\n')
     print(format_table(rows))
+    if twins is not None:
+        print(f'\n{format_twin_test(twins)}')
     print(f'\ntraining: {iters} iterations in {seconds:.0f} s ({iters / seconds:.2f} it/s)')
     print("\nentity attention (an object's phrase in its caption; own box above the other shape's, "
           '50% is chance):')
@@ -183,7 +273,7 @@ def run_demo(args: argparse.Namespace, summary: dict, env: dict) -> None:
         print(f'  {layer}: {result["own_box_wins"]:.1f}% of {result["pairs"]} (image, object) pairs, '
               f'red circles {result["red_circles"]:.1f}%')
     with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
-        json.dump(dict(rows, entity_attention=localisation, training=dict(
+        json.dump(dict(rows, twin_test=twins, entity_attention=localisation, training=dict(
             precision=args.amp, seed=args.seed, captions=args.captions, iters=iters, seconds=seconds),
             environment=env), f, indent=2)
     print(f'\nenvironment: {format_environment(env)}')

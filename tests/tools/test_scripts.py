@@ -42,6 +42,9 @@ def test_demo_prints_the_table_against_chance(demo_run):
     assert env['command'].startswith('python tools/demo.py --data ') and '--num-test 8' in env['command']
     assert env['torch'] == torch.__version__ and env['python'] == platform.python_version()
     assert len(env['r2d2lib_commit'].split('+')[0]) == 40 and 'environment: python ' in out
+    twins = results.pop('twin_test')  # 8 test images: 4 swapped pairs, 2 captions each
+    assert twins['captions'] == 16 and 0 <= twins['embedding'] <= 100 and 0 <= twins['reranked'] <= 100
+    assert 'twin test (16 test captions' in out
     attention = results.pop('entity_attention')  # 8 test images x 2 objects, per cross-encoder layer
     assert set(attention) == {'layer 1', 'layer 2'} and attention['layer 1']['pairs'] == 16
     assert 0 <= attention['layer 2']['own_box_wins'] <= 100 and 'entity attention' in out
