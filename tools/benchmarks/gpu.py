@@ -80,6 +80,7 @@ from .flops import count_flops, peak_tflops, utilisation
 from .gpu_report import write_markdown
 from .training import Trainer, synchronize
 
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))  # the repository (configs/ in it)
 CONFIGS = {'vitl': 'configs/r2d2/vitl_23m.py', 'vitb': 'configs/r2d2/vitb_23m.py'}
 # name -> (precision, compile, gradient checkpointing), in the order they run: the goal first
 VARIANTS = {
@@ -114,8 +115,9 @@ SIZES = dict(max_batch=(512, 4), flops_batch=(16, 2), embed_batch=(256, 8), iter
 
 
 # ----------------------------------------------------------------- time limits
-class PartTimeout(Exception):
-    """A part ran past its time limit."""
+class PartTimeout(BaseException):
+    """A part ran past its time limit (a BaseException, as KeyboardInterrupt: the ``except Exception``
+    of the code it interrupts, a fallback in a library, must not swallow it)."""
 
 
 @contextlib.contextmanager
@@ -233,7 +235,8 @@ class Bench:
     """One model at its size: built once, its FLOPs per sample counted once, shared by its parts."""
 
     def __init__(self, name: str, args, device: torch.device, tmp_dir: str):
-        cfg = load_config(CONFIGS[name], {**tiny_options(name, args.tiny), **args.cfg_options})
+        options = {**tiny_options(name, args.tiny), **args.cfg_options}
+        cfg = load_config(osp.join(ROOT, CONFIGS[name]), options)
         self.tokenizer = use_local_tokenizer(cfg, tmp_dir)
         self.name, self.args, self.device = name, args, device
         torch.manual_seed(args.seed)
@@ -283,6 +286,7 @@ class Bench:
         self.batches[variant] = batch
         state.update(batch_size=batch, batch_capped=batch == args.max_batch)
         batches = [self.inputs(batch) for _ in range(args.iters)]
+        synchronize(device)
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
         reset_peak_rss()
@@ -311,12 +315,13 @@ class Bench:
         model.eval()
         try:
             for precision in ('bf16', 'fp32'):
-                autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
                 for tower, call in calls.items():
-                    with torch.inference_mode(), autocast:
+                    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                                enabled=precision == 'bf16'):
                         for _ in range(args.warmup):
                             call()
                         flops = count_flops(call)
+                        synchronize(device)
                         seconds = []
                         for _ in range(args.iters):
                             start = time.perf_counter()
@@ -334,7 +339,8 @@ class Bench:
     def retrieval(self, state: dict) -> None:
         """Both directions over ``images`` x ``texts`` embeddings, then top-k re-ranking of a subset."""
         args, device, model = self.args, self.device, self.model
-        dim = model.text_proj(torch.zeros(1, model.text_encoder.width, device=device)).shape[-1]
+        with torch.no_grad():
+            dim = model.text_proj(torch.zeros(1, model.text_encoder.width, device=device)).shape[-1]
         feats = make_features(args.images, args.texts, dim, 1, 1, args.seed)
         images, texts = feats['image_embeds'].to(device), feats['text_embeds'].to(device)
         state.update(images=args.images, texts=args.texts, dim=dim, topk=args.topk,
@@ -358,7 +364,8 @@ class Bench:
         queries = min(args.rerank_queries, len(indices))
         pool = 256  # random tokens, indexed by image / text id modulo the pool
         size = model.data_preprocessor.image_size
-        patches = model.image_encoder(torch.zeros(1, 3, size, size, device=device)).shape[1]
+        with torch.no_grad():
+            patches = model.image_encoder(torch.zeros(1, 3, size, size, device=device)).shape[1]
         generator = torch.Generator().manual_seed(args.seed)
         image_tokens = torch.randn(pool, patches, model.image_encoder.width, generator=generator).to(device)
         length = model.data_preprocessor.max_length
