@@ -1,8 +1,9 @@
 """Retrieval ranking: chunked top-k, re-ranking and recall hit counts.
 
 Pure tensor functions, shared by the retrieval loops and metric. ``chunked_topk``
-needs one ``chunk x gallery`` fp32 buffer plus the ``queries x k`` results (12 bytes
-each): no dense queries x gallery matrix is ever made, only the top-k of each query.
+needs one ``chunk x gallery`` fp32 buffer (at most :data:`SIMILARITY_BUFFER_BYTES`) plus the
+``queries x k`` results (12 bytes each): no dense queries x gallery matrix is ever made, only
+the top-k of each query.
 """
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -15,38 +16,52 @@ from r2d2lib.evaluation.positives import PositivePairs
 PairScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 DIRECTIONS = ('i2t', 't2i')
+# the most bytes the similarity buffer of ``chunked_topk`` may take: 512 MiB, 894 queries of a
+# 150,000-text gallery (AIC-ICC's validation size); the chunk shrinks to fit
+SIMILARITY_BUFFER_BYTES = 512 * 2 ** 20
+
+
+def chunk_rows(chunk_size: int, num_gallery: int, max_bytes: int = SIMILARITY_BUFFER_BYTES) -> int:
+    """Queries per chunk: ``chunk_size``, fewer if ``chunk x G`` fp32 would exceed ``max_bytes``."""
+    return max(1, min(chunk_size, max_bytes // (4 * max(num_gallery, 1))))
 
 
 def chunked_topk(query_embeds: Tensor,
                  gallery_embeds: Tensor,
                  k: int,
-                 chunk_size: int = 1024) -> Tuple[Tensor, Tensor]:
+                 chunk_size: int = 1024,
+                 max_buffer_bytes: int = SIMILARITY_BUFFER_BYTES) -> Tuple[Tensor, Tensor]:
     """Return the top-k gallery items of every query by dot-product similarity.
 
     Embeddings are expected L2-normalised, so the score is the cosine
     similarity. Similarities are computed ``chunk_size`` queries at a time in
-    float32 on the device of the inputs, into one preallocated ``[chunk_size, G]``
-    buffer: working memory ``4 * chunk_size * G + 12 * Q * k`` bytes (plus fp32
-    copies of the inputs when they are not fp32).
+    float32 on the device of the inputs, into one preallocated ``[chunk, G]``
+    buffer, ``chunk = min(chunk_size, max_buffer_bytes // (4 G))`` (:func:`chunk_rows`):
+    working memory ``4 * chunk * G + 12 * Q * k`` bytes, at most
+    ``max_buffer_bytes + 12 * Q * k`` (plus fp32 copies of the inputs when they are not
+    fp32). The chunk changes neither the result nor, beyond per-call overhead, the time.
 
     Args:
         query_embeds (Tensor): ``[Q, D]`` query embeddings.
         gallery_embeds (Tensor): ``[G, D]`` gallery embeddings.
         k (int): Number of candidates per query, clipped to ``G``.
-        chunk_size (int): Queries per similarity chunk.
+        chunk_size (int): Queries per similarity chunk, at most.
+        max_buffer_bytes (int): Bytes the similarity buffer may take (default 512 MiB).
 
     Returns:
         tuple[Tensor, Tensor]: ``scores [Q, k]`` (descending) and
         ``indices [Q, k]`` (int64 gallery positions).
     """
-    if chunk_size < 1:
-        raise ValueError(f'chunk_size must be positive, got {chunk_size}')
+    if chunk_size < 1 or max_buffer_bytes < 1:
+        raise ValueError(f'chunk_size and max_buffer_bytes must be positive, got {chunk_size}, '
+                         f'{max_buffer_bytes}')
     num_queries, num_gallery = query_embeds.shape[0], gallery_embeds.shape[0]
     k = max(0, min(int(k), num_gallery))
     device = query_embeds.device
     if num_queries == 0 or k == 0:
         return (torch.empty(num_queries, k, device=device),
                 torch.empty(num_queries, k, dtype=torch.long, device=device))
+    chunk_size = chunk_rows(chunk_size, num_gallery, max_buffer_bytes)
     gallery_t = gallery_embeds.float().t()
     # one similarity buffer for every chunk and the results written in place: no allocation per
     # chunk (freeing and reallocating chunk x gallery blocks fragments the C heap) and no final cat

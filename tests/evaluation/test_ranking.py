@@ -1,8 +1,15 @@
 """Tests of r2d2lib.evaluation.ranking against brute-force loop versions."""
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from r2d2lib.evaluation.ranking import chunked_topk, hit_matrix, recall_at_k, rerank_topk
+from r2d2lib.evaluation.ranking import chunk_rows, chunked_topk, hit_matrix, recall_at_k, rerank_topk
+
+sys.path.insert(0, str(Path(__file__).parents[2] / 'tools'))
+# ranking.py at d7ce384, lines 48-56 (a new similarity block per chunk, then a cat), kept once
+from benchmarks.topk import baseline_chunked_topk  # noqa: E402
 
 
 def _normed(*shape: int) -> torch.Tensor:
@@ -130,23 +137,11 @@ def _seeded(seed, *shape):
     return _normed(*shape)
 
 
-def _old_chunked_topk(query_embeds, gallery_embeds, k, chunk_size):
-    """ranking.py at d7ce384, lines 48-56: a new similarity block per chunk, then a cat."""
-    gallery_t = gallery_embeds.float().t()
-    scores, indices = [], []
-    for start in range(0, query_embeds.shape[0], chunk_size):
-        sims = query_embeds[start:start + chunk_size].float() @ gallery_t
-        chunk_scores, chunk_indices = sims.topk(k, dim=1)
-        scores.append(chunk_scores)
-        indices.append(chunk_indices)
-    return torch.cat(scores), torch.cat(indices)
-
-
 @pytest.mark.parametrize('num_q,chunk', [(37, 8), (37, 37), (37, 100), (1, 4)])
 def test_chunked_topk_is_bit_for_bit_the_old_allocating_version(num_q, chunk):
     queries, gallery = _seeded(3, num_q, 16), _seeded(4, 53, 16)
     got = chunked_topk(queries, gallery, 7, chunk_size=chunk)
-    want = _old_chunked_topk(queries, gallery, 7, chunk)
+    want = baseline_chunked_topk(queries, gallery, 7, chunk)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
@@ -172,3 +167,26 @@ def test_chunked_topk_allocates_one_similarity_buffer():
     with Allocations() as mode:
         chunked_topk(queries, gallery, 5, chunk_size=8)
     assert sum(1 for n in mode.sizes if n >= 8 * 50) == 1
+
+
+def test_chunked_topk_caps_its_buffer_at_the_memory_budget():
+    """chunk x G fp32 stays within max_buffer_bytes: 894 queries at a 150,000 gallery (512 MiB)."""
+    assert chunk_rows(4096, 150_000) == 894 and chunk_rows(256, 150_000) == 256
+    assert chunk_rows(1024, 30_000) == 1024 and chunk_rows(8, 10 ** 12) == 1
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten.empty.memory_format:
+                self.largest = max(self.largest, out.numel())
+            return out
+
+    queries, gallery = _seeded(7, 40, 16), _seeded(8, 50, 16)
+    with Largest() as mode:  # 4 x 6 x 50 = 1,200 bytes: 6 rows of 50 (not the asked 32)
+        got = chunked_topk(queries, gallery, 5, chunk_size=32, max_buffer_bytes=1200)
+    assert mode.largest == 6 * 50
+    want = baseline_chunked_topk(queries, gallery, 5, 6)  # the same blocks: bit for bit
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
