@@ -59,7 +59,8 @@ def test_train_lines_and_their_mfu(tiny_run):
             assert row['status'] == 'skipped' and 'torch.compile on the CPU' in row['reason']
             continue
         assert row['status'] == 'ok', row
-        assert row['batch_size'] == 4 and row['batch_capped'] and row['oom_batches'] == []
+        assert row['batch_size'] == row['search_start'] == 4 and row['batch_capped']
+        assert row['oom_batches'] == []
         assert row['samples_per_s'] > 0 and row['peak_memory_mib'] > 0 and len(row['s_per_step_all']) == 2
         assert row['samples_per_s'] == pytest.approx(4 / row['s_per_step'])
         # model FLOPs per step = FLOPs per sample (counted once) x batch; MFU against the bf16 peak

@@ -15,8 +15,10 @@ feature queue filled as in its steady state):
   ``training.Trainer``) for each variant of precision (fp32, bf16 autocast, bf16 autocast +
   ``torch.compile`` of the objective's step) with and without gradient checkpointing of every
   encoder, at the largest batch that fits (:func:`largest_batch`: ``--max-batch``, halved after
-  each out-of-memory error); samples/s (median of ``--iters`` timed steps after ``--warmup``),
-  peak memory (CUDA: ``max_memory_allocated`` of the timed steps; CPU: ``VmHWM``), and
+  each out-of-memory error; the compiled and fp32 variants start from the batch eager bf16 found
+  with the same checkpointing, as each batch tried would compile again); samples/s (median of
+  ``--iters`` timed steps after ``--warmup``), peak memory (CUDA: ``max_memory_allocated`` of the
+  timed steps; CPU: ``VmHWM``), and
   ``MFU = flops_per_step / s_per_step / (peak_tflops * 1e12)`` (:func:`flops.utilisation`),
   where ``flops_per_step`` is the model's FLOPs per sample, counted by ``FlopCounterMode`` on
   one eager step at ``--flops-batch`` without checkpointing (model FLOPs: the recomputation of
@@ -282,9 +284,13 @@ class Bench:
                 trainer.step(self.inputs(batch))
             synchronize(device)
 
-        batch = largest_batch(first_steps, args.max_batch, device, state['oom_batches'])
+        # the compiled and fp32 variants start from the batch of eager bf16 with the same checkpointing:
+        # a compiled step recompiles for each batch it tries, and fp32 activations take more memory
+        start = self.batches.get('bf16+ckpt' if ckpt else 'bf16', args.max_batch) if variant not in (
+            'bf16', 'bf16+ckpt') else args.max_batch
+        batch = largest_batch(first_steps, start, device, state['oom_batches'])
         self.batches[variant] = batch
-        state.update(batch_size=batch, batch_capped=batch == args.max_batch)
+        state.update(batch_size=batch, search_start=start, batch_capped=batch == args.max_batch)
         batches = [self.inputs(batch) for _ in range(args.iters)]
         synchronize(device)
         if device.type == 'cuda':
