@@ -51,7 +51,8 @@ def sample_hard_negatives(similarity: Tensor, query_ids: Tensor, candidate_ids: 
     size = 1 << max(0, math.ceil(math.log2(math.sqrt(m))))  # block size S: a power of 2 near sqrt(M)
     blocks = -(-m // size)
     logits = similarity.new_empty((n, blocks * size), dtype=torch.float32)
-    logits[:, m:] = -EXCLUDED  # padding: weight 0
+    if blocks * size > m:
+        logits[:, m:] = -EXCLUDED  # padding: weight 0
     if same_id is None and n + m > 2 ** 22:
         same_id = query_ids[:, None] == candidate_ids[None, :]
     if same_id is None:
@@ -85,7 +86,7 @@ def exclusion_logits(query_ids: Tensor, candidate_ids: Tensor, out: Tensor) -> T
     """
     if query_ids.numel() + candidate_ids.numel() > 2 ** 22:
         raise ValueError('exclusion_logits needs at most 2^22 ids; pass same_id to sample_hard_negatives')
-    ordered = torch.cat([query_ids, candidate_ids]).sort().values
-    rank_q = torch.searchsorted(ordered, query_ids).float().mul_(2 * EXCLUDED)
-    rank_c = torch.searchsorted(ordered, candidate_ids).float().mul_(2 * EXCLUDED)
-    return torch.sub(rank_q[:, None], rank_c, out=out).abs_().clamp_(max=EXCLUDED).sub_(EXCLUDED)
+    ids = torch.cat([query_ids, candidate_ids])
+    ranks = torch.searchsorted(ids.sort().values, ids).float().mul_(2 * EXCLUDED)
+    n = query_ids.shape[0]
+    return torch.sub(ranks[:n, None], ranks[n:], out=out).abs_().clamp_(max=EXCLUDED).sub_(EXCLUDED)
