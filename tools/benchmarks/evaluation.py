@@ -278,8 +278,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--width', type=positive_int, default=32, help='width of the tiny cross encoder')
     parser.add_argument('--baseline-max-gib', type=float, default=4.0,
                         help='memory the dense baseline\'s three matrices may take (else it runs smaller)')
-    parser.add_argument('--threads', type=positive_int, default=torch.get_num_threads(),
-                        help='torch threads per method')
+    parser.add_argument('--threads', type=positive_int, default=1,
+                        help='torch threads per method (default 1)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--skip-baseline', action='store_true', help='run ours only')
     parser.add_argument('--min-agreement', type=float, default=0.99,
