@@ -101,3 +101,25 @@ def test_a_subcommand_whose_module_is_missing_fails_alone(monkeypatch, capsys):
     with pytest.raises(SystemExit) as done:  # the others still parse
         dispatcher.main(['train-step', '--help'])
     assert done.value.code == 0
+
+
+def test_hard_negatives_benchmark_alternates_and_reports_cpu_and_wall(capsys):
+    lines = run_main(capsys, 'hard-negatives', '--rows', '8', '--candidates', '40', '--repeats', '5',
+                     '--inner', '2', '--threads', '1')
+    official, ours, ratio = lines
+    assert (official['method'], ours['method']) == ('official', 'ours') and official['repeats'] == 5
+    for line in (official, ours):
+        for key in ('cpu_ms', 'wall_ms'):
+            assert 0 < line[key]['min'] <= line[key]['median'] <= line[key]['max']
+    assert ratio['cpu'] == pytest.approx(official['cpu_ms']['median'] / ours['cpu_ms']['median'])
+
+
+def test_topk_benchmark_memory_follows_the_formula_at_the_capped_chunk(capsys):
+    """1 MiB budget at a 2,000 gallery: 131 rows of the asked 1,024; live tensors = the formula."""
+    lines = run_main(capsys, 'topk', '--queries', '300', '--gallery', '2000', '--dim', '8', '--topk', '4',
+                     '--chunk-sizes', '1024', '--max-buffer-mib', '1', '--repeats', '1', '--live-peak')
+    ours, baseline = lines
+    assert (ours['rows'], baseline['rows']) == (131, 300)
+    assert ours['formula_mib'] == pytest.approx((4 * 131 * 2000 + 12 * 300 * 4) / 2 ** 20)
+    assert ours['live_tensor_peak_mib']['median'] == pytest.approx(ours['formula_mib'])
+    assert baseline['live_tensor_peak_mib']['median'] > baseline['formula_mib']  # its results copied by cat
