@@ -70,6 +70,7 @@ from .common import (
     synthetic_inputs,
     use_local_tokenizer,
 )
+from .losses import summarize
 
 
 # ----------------------------------------------------------------- train-step
@@ -115,6 +116,8 @@ def format_summary(result: dict) -> str:
         f'teacher {params["teacher"] / 1e6:.1f} M',
         f's/iter        {summary["s_per_iter"]:.2f} (min {summary["s_min"]:.2f}, '
         f'max {summary["s_max"]:.2f}); CPU s/iter {summary["cpu_s_per_iter"]:.2f} '
+        f'(median {summary["cpu_s"]["median"]:.2f}, min {summary["cpu_s"]["min"]:.2f}, '
+        f'max {summary["cpu_s"]["max"]:.2f}) '
         f'({result["torch_threads"]} threads)',
         f'memory        {mem_key} {summary["memory_moment"]}: first {summary["memory_first_mib"]:.1f} MiB, '
         f'last {summary["memory_last_mib"]:.1f} MiB, growth {summary["growth_mib"]:+.1f} MiB '
@@ -185,6 +188,7 @@ def run_train_step(args: argparse.Namespace) -> int:
     first, last = records[0][moment][mem_key], records[-1][moment][mem_key]
     summary = dict(s_per_iter=sum(seconds) / len(seconds), s_min=min(seconds), s_max=max(seconds),
                    cpu_s_per_iter=sum(r['cpu_seconds'] for r in records) / len(records),
+                   cpu_s=summarize([r['cpu_seconds'] for r in records]), wall_s=summarize(seconds),
                    memory_key=mem_key, memory_moment=moment, memory_first_mib=first, memory_last_mib=last,
                    growth_mib=last - first, max_growth_mib=args.max_growth_mib)
     if device.type == 'cuda':
