@@ -102,3 +102,32 @@ def test_attention_maps_are_the_probabilities_the_forward_uses():
             assert torch.allclose(by_hand, fused, atol=1e-5)
             h = layer.output(layer.intermediate(fused), fused)
         assert torch.allclose(h, enc(x, context, context_mask=context_mask), atol=1e-5)
+
+
+def test_context_index_projects_each_distinct_context_once_with_the_same_outputs_and_gradients():
+    """FGR's pairs show n distinct images 3n times: keys / values of [U] rows indexed, not of [P] rows."""
+    torch.manual_seed(0)
+    enc = CrossEncoder(width=32, kv_width=24, num_layers=2, num_heads=4, ffn_width=64).eval()
+    x, x_mask = torch.randn(6, 5, 32), torch.tensor([[1] * 5] * 3 + [[1, 1, 1, 0, 0]] * 3)
+    source = torch.randn(2, 7, 24, requires_grad=True)
+    index = torch.tensor([0, 1, 1, 0, 0, 1])
+    shared = enc(x, source, x_mask=x_mask, context_index=index)
+    shared.square().sum().backward()
+    grads = {name: p.grad.clone() for name, p in enc.named_parameters()}
+    source_grad = source.grad.clone()
+    enc.zero_grad()
+    source.grad = None
+    copied = enc(x, source[index], x_mask=x_mask)
+    copied.square().sum().backward()
+    torch.testing.assert_close(shared, copied, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(source_grad, source.grad, rtol=1e-5, atol=1e-5)
+    for name, p in enc.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-5, atol=1e-5, msg=name)
+    # and the key projection really ran on the 2 distinct rows: 2 x 2 layers, not 6 x 2
+    rows = []
+    hooks = [layer.crossattention.self.key.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+             for layer in enc.layer]
+    enc(x, source, x_mask=x_mask, context_index=index)
+    for hook in hooks:
+        hook.remove()
+    assert rows == [2, 2]

@@ -71,7 +71,10 @@ class EagerAttentionProjection(AttentionProjection):
     """Cross-encoder attention as BERT's eager ``BertSelfAttention`` (the official cross encoders are
     BERT layers): the [N, M] matrix ``softmax(q k^T / sqrt(d) + mask)`` materialised, additive mask."""
 
-    def forward(self, x: Tensor, context: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor, mask: Optional[Tensor],
+                context_index: Optional[Tensor] = None) -> Tensor:
+        if context_index is not None:  # the official code passes every pair's own copy
+            context = context[context_index]
         q, k, v = self._heads(self.query(x)), self._heads(self.key(context)), self._heads(self.value(context))
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
         if mask is not None:

@@ -55,8 +55,14 @@ class AttentionProjection(nn.Module):
         b, n, c = x.shape
         return x.view(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def forward(self, x: Tensor, context: Tensor, mask: Optional[Tensor]) -> Tensor:
-        q, k, v = self._heads(self.query(x)), self._heads(self.key(context)), self._heads(self.value(context))
+    def forward(self, x: Tensor, context: Tensor, mask: Optional[Tensor],
+                context_index: Optional[Tensor] = None) -> Tensor:
+        """Attention of ``x`` [B, N] over ``context`` [B, M], or over ``context[context_index]``: keys and
+        values are projected once per distinct context row, then indexed (:class:`CrossEncoder`)."""
+        k, v = self.key(context), self.value(context)
+        if context_index is not None:
+            k, v = k[context_index], v[context_index]
+        q, k, v = self._heads(self.query(x)), self._heads(k), self._heads(v)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         b, h, n, d = out.shape
@@ -96,8 +102,9 @@ class Attention(nn.Module):
         self.self = AttentionProjection(width, kv_width, num_heads, dropout)
         self.output = ResidualOutput(width, width, dropout, eps)
 
-    def forward(self, x: Tensor, context: Tensor, mask: Optional[Tensor]) -> Tensor:
-        return self.output(self.self(x, context, mask), x)
+    def forward(self, x: Tensor, context: Tensor, mask: Optional[Tensor],
+                context_index: Optional[Tensor] = None) -> Tensor:
+        return self.output(self.self(x, context, mask, context_index), x)
 
 
 class Intermediate(nn.Module):
@@ -123,12 +130,14 @@ class CrossEncoderLayer(nn.Module):
         self.output = ResidualOutput(ffn_width, width, dropout, eps)
 
     def forward(self, x: Tensor, context: Tensor, self_mask: Optional[Tensor],
-                cross_mask: Optional[Tensor], attention_maps: Optional[List[Tensor]] = None) -> Tensor:
+                cross_mask: Optional[Tensor], attention_maps: Optional[List[Tensor]] = None,
+                context_index: Optional[Tensor] = None) -> Tensor:
         """One layer; appends the cross-attention probabilities to ``attention_maps`` if given."""
         x = self.attention(x, x, self_mask)
         if attention_maps is not None:
-            attention_maps.append(self.crossattention.self.probabilities(x, context, cross_mask))
-        x = self.crossattention(x, context, cross_mask)
+            rows = context if context_index is None else context[context_index]
+            attention_maps.append(self.crossattention.self.probabilities(x, rows, cross_mask))
+        x = self.crossattention(x, context, cross_mask, context_index)
         return self.output(self.intermediate(x), x)
 
 
@@ -178,18 +187,22 @@ class CrossEncoder(BaseModule):
             nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor, context: Tensor, x_mask: Optional[Tensor] = None,
-                context_mask: Optional[Tensor] = None) -> Tensor:
+                context_mask: Optional[Tensor] = None, context_index: Optional[Tensor] = None) -> Tensor:
         """Fuse ``context`` [B, M, kv_width] into ``x`` [B, N, width].
 
         ``x_mask`` [B, N] and ``context_mask`` [B, M] are keep-masks (1 = token,
         0 = padding) applied to keys; ``None`` attends to every token.
-        Returns the fused sequence [B, N, width].
+        ``context_index`` [B]: ``context`` holds only the distinct rows [U, M, kv_width] and row b
+        of ``x`` reads ``context[context_index[b]]``; every layer then projects each distinct row to
+        keys and values once instead of once per row of ``x`` (FGR's 3n pairs hold n distinct
+        images per rank). Returns the fused sequence [B, N, width].
         """
         self_mask = key_padding_mask(x_mask)
         cross_mask = key_padding_mask(context_mask)
         checkpointing = self.gradient_checkpointing and self.training
         for layer in self.layer:
-            x = checkpointed_call(layer, x, context, self_mask, cross_mask, enabled=checkpointing)
+            x = checkpointed_call(layer, x, context, self_mask, cross_mask, None, context_index,
+                                  enabled=checkpointing)
         return x
 
     def attention_maps(self, x: Tensor, context: Tensor, x_mask: Optional[Tensor] = None,

@@ -19,16 +19,25 @@ from r2d2lib.registry import LOSSES
 class FGRPairs:
     """The pairs both cross encoders score for FGR, given pairs first.
 
-    ``image_tokens`` [P, 1+N, C_v], ``text_hidden`` [P, L, H] and ``text_mask`` [P, L] of every pair,
-    its ``labels`` [P] (1 matched, 0 not) and ``valid`` [P] (False: a drawn negative that does not
-    exist because every gathered candidate shares the query's image id).
+    ``image_source`` [U, 1+N, C_v]: the distinct image token maps; pair p shows
+    ``image_source[image_index[p]]`` (``image_tokens``, made only when read), so that
+    ``R2D2Model.cross_encode(image_source, ..., image_index=image_index)`` projects each image once.
+    ``text_hidden`` [P, L, H] and ``text_mask`` [P, L] of every pair, its ``labels`` [P] (1 matched,
+    0 not) and ``valid`` [P] (False: a drawn negative that does not exist because every gathered
+    candidate shares the query's image id).
     """
 
-    image_tokens: Tensor
+    image_source: Tensor
+    image_index: Tensor
     text_hidden: Tensor
     text_mask: Tensor
     labels: Tensor
     valid: Tensor
+
+    @property
+    def image_tokens(self) -> Tensor:
+        """[P, 1+N, C_v] image tokens of every pair (a copy: ``image_source[image_index]``)."""
+        return self.image_source[self.image_index]
 
 
 class FGRPairSampler:
@@ -80,16 +89,24 @@ class FGRPairSampler:
         drawn = self.draw(image_ids, image_embeds, text_embeds, tau)
         all_tokens = all_gather_with_grad(image_tokens)
         all_hidden, all_mask = all_gather_with_grad(text_hidden), all_gather_no_grad(text_mask)
-        given = image_ids.new_ones(image_ids.shape[0]) if labels is None else labels
+        n = image_ids.shape[0]
+        given = image_ids.new_ones(n) if labels is None else labels
         neg_image, image_ok, neg_text, text_ok = drawn
-        tokens, hidden, mask = image_tokens, text_hidden, text_mask
+        local = torch.arange(n, device=image_ids.device)
+        hidden, mask = text_hidden, text_mask
         if labels is not None:
             positive = labels == 1
             neg_image, image_ok, neg_text, text_ok = (t[positive] for t in drawn)
-            tokens, hidden, mask = image_tokens[positive], text_hidden[positive], text_mask[positive]
+            local, hidden, mask = local[positive], text_hidden[positive], text_mask[positive]
+        if all_tokens is image_tokens:  # one rank: the negatives are local images
+            source, negatives = image_tokens, neg_image
+        else:  # the local images, then the drawn ones of the gathered batch
+            source = torch.cat([image_tokens, all_tokens[neg_image]])
+            negatives = n + torch.arange(neg_image.shape[0], device=image_ids.device)
         zeros = given.new_zeros(neg_image.shape[0])
         return FGRPairs(
-            image_tokens=torch.cat([image_tokens, all_tokens[neg_image], tokens]),
+            image_source=source,
+            image_index=torch.cat([torch.arange(n, device=image_ids.device), negatives, local]),
             text_hidden=torch.cat([text_hidden, hidden, all_hidden[neg_text]]),
             text_mask=torch.cat([text_mask, mask, all_mask[neg_text]]),
             labels=torch.cat([given, zeros, zeros]),

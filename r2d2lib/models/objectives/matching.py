@@ -70,12 +70,13 @@ class MatchingObjective(nn.Module):
         if self.hard_negatives:
             pairs = self.fgr.sampler.pairs(image_tokens, text_hidden, text_mask, image_ids, image_embeds,
                                            text_embeds, model.temperature.tau, labels=labels)
-            tokens, hidden, mask = pairs.image_tokens, pairs.text_hidden, pairs.text_mask
+            tokens, index = pairs.image_source, pairs.image_index
+            hidden, mask = pairs.text_hidden, pairs.text_mask
             pair_labels, valid = pairs.labels, pairs.valid
         else:
-            tokens, hidden, mask, pair_labels = image_tokens, text_hidden, text_mask, labels
+            tokens, index, hidden, mask, pair_labels = image_tokens, None, text_hidden, text_mask, labels
             valid = torch.ones_like(labels, dtype=torch.bool)
-        text_image, image_text = model.cross_encode(tokens, hidden, mask)
+        text_image, image_text = model.cross_encode(tokens, hidden, mask, image_index=index)
         value = self.fgr(model.text_image_itm_head(text_image[:, 0]),
                          model.image_text_itm_head(image_text[:, 0]), pair_labels, valid)
         return {f'loss_{self.fgr.name}': self.weights[self.fgr.name] * value}

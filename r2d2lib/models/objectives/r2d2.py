@@ -80,7 +80,8 @@ class R2D2Objective(ContrastiveObjective):
         text_hidden = f.masked_hidden if enhanced else f.text_hidden
         pairs = self.fgr.sampler.pairs(f.image_tokens, text_hidden, f.text_mask, f.image_ids, f.image_embeds,
                                        f.text_embeds, model.temperature.tau)
-        text_image, image_text = model.cross_encode(pairs.image_tokens, pairs.text_hidden, pairs.text_mask)
+        text_image, image_text = model.cross_encode(pairs.image_source, pairs.text_hidden, pairs.text_mask,
+                                                    image_index=pairs.image_index)
         losses[self.fgr.name] = self.fgr(model.text_image_itm_head(text_image[:, 0]),
                                          model.image_text_itm_head(image_text[:, 0]), pairs.labels,
                                          pairs.valid)

@@ -1,7 +1,7 @@
 """R2D2: pre-ranking (dual encoder) + ranking (two cross encoders), Sec. 3; trained by R2D2Objective."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 from torch import Tensor
 
@@ -69,12 +69,20 @@ class R2D2Model(DualEncoderModel):
                 raise ValueError(f'{key} is {got} but must be {want} to match the encoders')
 
     # ----------------------------------------------------------------- matching API
-    def cross_encode(self, image_tokens: Tensor, text_hidden: Tensor,
-                     text_mask: Tensor) -> Tuple[Tensor, Tensor]:
-        """Outputs of the text-image [P, L, H] and the image-text [P, 1+N, H] cross encoder for P pairs."""
-        text_image = self.text_image_encoder(text_hidden, image_tokens, x_mask=text_mask)
-        image_text = self.image_text_encoder(self.image_fusion_proj(image_tokens), text_hidden,
-                                             context_mask=text_mask)
+    def cross_encode(self, image_tokens: Tensor, text_hidden: Tensor, text_mask: Tensor,
+                     image_index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Outputs of the text-image [P, L, H] and the image-text [P, 1+N, H] cross encoder for P pairs.
+
+        ``image_index`` [P]: ``image_tokens`` holds the distinct images only and pair p shows
+        ``image_tokens[image_index[p]]``; the image-side projections (the text-image encoder's keys
+        and values in every layer, ``image_fusion_proj``) then run once per distinct image.
+        """
+        text_image = self.text_image_encoder(text_hidden, image_tokens, x_mask=text_mask,
+                                             context_index=image_index)
+        fused = self.image_fusion_proj(image_tokens)
+        if image_index is not None:
+            fused = fused[image_index]
+        image_text = self.image_text_encoder(fused, text_hidden, context_mask=text_mask)
         return text_image, image_text
 
     def itm_logits(self, image_tokens: Tensor, text_hidden: Tensor,

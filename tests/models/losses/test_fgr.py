@@ -132,3 +132,20 @@ def test_hard_negative_exclusion_by_ranks_equals_the_boolean_mask():
     by_mask = sample_hard_negatives(sim, query, cands, 0.05, same_id=same)
     assert torch.equal(by_ranks[0], by_mask[0]) and torch.equal(by_ranks[1], by_mask[1])
     assert not same[torch.arange(37), by_ranks[0]].any()
+
+
+def test_fgr_pairs_index_the_distinct_images_in_the_official_order():
+    """Pairs: (image_i, text_i), (neg image of text_i, text_i), (image_i, neg text of image_i)."""
+    from r2d2lib.models.losses import FGRPairSampler
+    torch.manual_seed(0)
+    tokens, hidden = torch.randn(4, 3, 8), torch.randn(4, 5, 8)
+    mask, ids = torch.ones(4, 5, dtype=torch.long), torch.arange(4)
+    embeds = F.normalize(torch.randn(4, 8), dim=1)
+    torch.manual_seed(1)
+    pairs = FGRPairSampler(0.5).pairs(tokens, hidden, mask, ids, embeds, embeds.flip(0), torch.tensor(0.07))
+    torch.manual_seed(1)
+    neg_image, _, neg_text, _ = FGRPairSampler(0.5).draw(ids, embeds, embeds.flip(0), torch.tensor(0.07))
+    assert pairs.image_source is tokens  # one rank: no copy, each image once
+    assert torch.equal(pairs.image_index, torch.cat([ids, neg_image, ids]))
+    assert torch.equal(pairs.image_tokens, torch.cat([tokens, tokens[neg_image], tokens]))
+    assert torch.equal(pairs.text_hidden, torch.cat([hidden, hidden, hidden[neg_text]]))

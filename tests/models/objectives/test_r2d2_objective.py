@@ -120,9 +120,9 @@ def spy_cross_encoder_texts(model):
     captured = []
     original = model.cross_encode
 
-    def spy(images, texts, masks):
+    def spy(images, texts, masks, **kwargs):
         captured.append(texts)
-        return original(images, texts, masks)
+        return original(images, texts, masks, **kwargs)
 
     model.cross_encode = spy
     return captured
