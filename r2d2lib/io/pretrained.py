@@ -85,14 +85,19 @@ def build_architecture(model_cfg: Dict[str, Any], source: str) -> nn.Module:
     """Build a model config that :func:`~r2d2lib.io.config_schema.check_model_config` accepts.
 
     The class is looked up in ``MODELS``' own table by its exact name (never imported by name); its
-    parts are built by the model through r2d2lib's registries, whose entries the schema checked.
+    parts are built by the model through r2d2lib's registries, whose entries the schema checked, in
+    r2d2lib's scope whatever the caller's default scope is (a mmengine ``Runner`` built without
+    ``default_scope`` leaves 'mmengine', where none of r2d2lib's parts are registered).
     """
+    from mmengine.registry import DefaultScope
+
     from .config_schema import architecture_registries, check_model_config
     check_model_config(model_cfg, source)
     cfg = dict(model_cfg)
     cls = architecture_registries()['model'].module_dict[cfg.pop('type')]
     try:
-        return cls(**cfg)
+        with DefaultScope.overwrite_default_scope('r2d2lib'):
+            return cls(**cfg)
     except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise PretrainedConfigError(f'{source}: "model" does not build a {cls.__name__}: {error}') from error
 

@@ -401,3 +401,15 @@ def test_from_pretrained_builds_the_tokenizer_now(saved):
             os.remove(folder / name)
     with pytest.raises(OSError, match='loaded without a vocabulary'):
         R2D2Model.from_pretrained(folder)
+
+
+def test_loading_does_not_depend_on_the_default_scope_another_runner_left(saved, batch):
+    """A mmengine Runner built without ``default_scope`` sets the global scope to 'mmengine', where none of
+    r2d2lib's parts are registered; from_pretrained builds in r2d2lib's scope whatever the caller's is (it
+    failed with 'ImageTextDataPreprocessor is not in the mmengine::model registry')."""
+    from mmengine.registry import DefaultScope
+    model, folder = saved
+    with DefaultScope.overwrite_default_scope('mmengine'):
+        loaded = R2D2Model.from_pretrained(folder)
+        assert DefaultScope.get_current_instance().scope_name == 'mmengine'  # the caller's, restored
+    assert_same_outputs(model, loaded, batch)
