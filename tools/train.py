@@ -1,7 +1,7 @@
 """Train a model from a config with mmengine's Runner.
 
     python tools/train.py configs/r2d2/vitb_2.3m.py [--work-dir DIR] [--resume [CKPT]]
-        [--amp] [--cfg-options key=value ...] [--launcher pytorch|slurm] [--verbose]
+        [--amp] [--fsdp] [--cfg-options key=value ...] [--launcher pytorch|slurm] [--verbose]
 
 First, in about a second and before r2d2lib is imported, the preflight (tools/preflight.py) checks
 that every data path, pretrained weight, tokenizer and checkpoint the config names is there; if not,
@@ -31,6 +31,9 @@ def parse_args() -> argparse.Namespace:
                         help='mixed precision (MixedPrecisionOptimWrapper: bf16 unless optim_wrapper.dtype)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by total batch size / auto_scale_lr.base_batch_size')
+    parser.add_argument('--fsdp', action='store_true',
+                        help="shard the model with torch's FSDP2 instead of DDP (distributed launchers "
+                        'only; the config key fsdp sets its options, docs/distributed.md)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config keys, e.g. train_dataloader.batch_size=16')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -68,6 +71,8 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.auto_scale_lr.enable = True
     if args.amp:  # bf16 unless the config or --cfg-options set optim_wrapper.dtype
         cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
+    if getattr(args, 'fsdp', False) and cfg.get('fsdp') is None:  # the config's fsdp options, else defaults
+        cfg.fsdp = dict()
     if args.allow_pickle:
         cfg.allow_pickle = True
     if args.verbose:

@@ -11,9 +11,11 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.model import MMDistributedDataParallel, is_model_wrapper
+from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
+from r2d2lib.engine import fsdp
 from r2d2lib.engine.hooks.momentum_update_hook import has_teacher
 from r2d2lib.engine.optim_constructor import QuietOptimWrapperConstructor
 from r2d2lib.engine.quiet_logging import infos_at_debug, quiet_mmengine_deprecations
@@ -53,6 +55,15 @@ class StrictRunner(Runner):
     group is created here without mmengine's ``torch.cuda.set_device``, and the model is wrapped
     in DDP without device ids.
 
+    FSDP (docs/distributed.md): with the config key ``fsdp`` (options:
+    :func:`r2d2lib.engine.fsdp.fsdp_options`; ``tools/train.py --fsdp``) and a distributed launcher,
+    training shards the model with torch's FSDP2 instead of DDP: ``train()`` initialises the weights
+    on the full model, shards it (:func:`~r2d2lib.engine.fsdp.shard_model`, rank 0's weights on every
+    rank) and only then builds the optimizer. Checkpoints are full state dicts gathered from every
+    rank and written by rank 0 in the format of a single-process run (model and optimizer); loading
+    one cuts it into the shards. The evaluation loops run on unsharded parameters. ``test()`` never
+    shards (the model is not wrapped).
+
     Logs (r2d2lib/engine/quiet_logging.py): at the default ``log_level='INFO'`` mmengine's set-up
     (environment, config, hook order) and the optimizer's per-parameter options go at DEBUG, and one
     line says where the config is; ``log_level='DEBUG'`` (the tools' ``--verbose``) shows them all.
@@ -82,6 +93,8 @@ class StrictRunner(Runner):
         before and after calling `init_weights`") straight into the log file's stream, whatever the
         level, so below DEBUG the file handlers sit out the call (its warnings still reach the console).
         """
+        if getattr(self, '_weights_initialised', False):  # done before FSDP sharded the model
+            return
         files = [handler for handler in self.logger.handlers
                  if isinstance(handler, logging.FileHandler) and handler.level > logging.DEBUG]
         for handler in files:
@@ -120,7 +133,12 @@ class StrictRunner(Runner):
         super().setup_env(env_cfg)
 
     def wrap_model(self, model_wrapper_cfg: Optional[dict], model: torch.nn.Module) -> torch.nn.Module:
-        """mmengine's wrapping, except on CPUs: DDP without ``device_ids`` (mmengine passes a GPU's)."""
+        """mmengine's wrapping, except on CPUs: DDP without ``device_ids`` (mmengine passes a GPU's); with
+        ``fsdp`` no wrapper: ``train()`` shards the model."""
+        if self.cfg.get('fsdp') is not None:
+            fsdp.fsdp_options(self.cfg.fsdp)  # unknown keys fail here, before any work
+            if self.distributed:
+                return self._prepare_fsdp(model_wrapper_cfg, model)
         if (not self.distributed or torch.cuda.is_available() or model_wrapper_cfg is not None
                 or is_model_wrapper(model)):
             return super().wrap_model(model_wrapper_cfg, model)
@@ -128,13 +146,37 @@ class StrictRunner(Runner):
             module=model, broadcast_buffers=False,
             find_unused_parameters=self.cfg.get('find_unused_parameters', False))
 
+    def _prepare_fsdp(self, model_wrapper_cfg: Optional[dict], model: torch.nn.Module) -> torch.nn.Module:
+        """The model unwrapped: ``train()`` shards it (``fully_shard`` moves it to the device)."""
+        if model_wrapper_cfg is not None:
+            raise ValueError('config keys fsdp and model_wrapper_cfg are exclusive: fsdp replaces the '
+                             'DDP wrapper')
+        if torch.cuda.is_available():  # the preprocessor puts each batch on the device of the shards
+            model.data_preprocessor.to(torch.device('cuda', torch.cuda.current_device()))
+        return model
+
+    @property
+    def fsdp_sharded(self) -> bool:
+        return fsdp.is_sharded(self.model)
+
     def train(self):
-        """Check that a model with a momentum teacher has the hook that moves it, then train."""
+        """Check that a model with a momentum teacher has the hook that moves it, shard it under ``fsdp``,
+        then train."""
         model = self.model.module if is_model_wrapper(self.model) else self.model
         has_hook = any(type(hook).__name__ == 'MomentumUpdateHook' for hook in self.hooks)
         if has_teacher(model) and not has_hook:
             raise ValueError('the model has a momentum teacher but custom_hooks has no '
                              'MomentumUpdateHook: the teacher would never move')
+        if self.cfg.get('fsdp') is not None and not self.distributed:
+            raise ValueError('config key fsdp needs a distributed launcher (tools/dist_train.sh, '
+                             '--launcher pytorch); set fsdp=None to train in one process')
+        if self.cfg.get('fsdp') is not None and not self.fsdp_sharded:
+            self._init_model_weights()  # on the full model: pretrained towers load, the teacher syncs
+            self._weights_initialised = True
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+            self.model = fsdp.shard_model(self.model, self.cfg.fsdp, device)
+            self.logger.info(fsdp.shard_summary(self.model))
+            self.register_hook(fsdp.UnshardForEvalHook())
         return super().train()
 
     def _maybe_compile(self, target: str) -> None:
@@ -165,10 +207,46 @@ class StrictRunner(Runner):
                                           map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
+        if self.fsdp_sharded:  # the full tensors cut into this rank's shards
+            checkpoint = self._shard_checkpoint(checkpoint, revise_keys)
         checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=list(revise_keys))
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
+
+    def _shard_checkpoint(self, checkpoint: dict, revise_keys) -> dict:
+        checkpoint = dict(checkpoint)
+        key = 'state_dict' if 'state_dict' in checkpoint else None
+        weights = fsdp.revised(checkpoint[key] if key else checkpoint, revise_keys)
+        weights = fsdp.sharded_state(self.model, weights)
+        if key is None:
+            return weights
+        checkpoint[key] = weights
+        if 'optimizer' in checkpoint and isinstance(self.optim_wrapper, OptimWrapper):
+            checkpoint['optimizer'] = fsdp.shard_optimizer_state(self.optim_wrapper.optimizer,
+                                                                 checkpoint['optimizer'])
+        return checkpoint
+
+    def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,
+                        save_optimizer: bool = True, save_param_scheduler: bool = True,
+                        meta: Optional[dict] = None, by_epoch: bool = True,
+                        backend_args: Optional[dict] = None):
+        """mmengine's (rank 0 writes); a sharded model's and optimizer's full state dicts are gathered on
+        every rank first (a collective), so the file is what a single-process run writes."""
+        kwargs = dict(file_client_args=file_client_args, save_optimizer=save_optimizer,
+                      save_param_scheduler=save_param_scheduler, meta=meta, by_epoch=by_epoch,
+                      backend_args=backend_args)
+        if not self.fsdp_sharded:
+            return super().save_checkpoint(out_dir, filename, **kwargs)
+        weights = fsdp.full_state(self.model.state_dict())
+        optimizer = fsdp.full_state(self.optim_wrapper.state_dict()) if save_optimizer else None
+        # mmengine's save_checkpoint reads both through state_dict(): shadowed for the call
+        self.model.state_dict = lambda *args, **kw: weights
+        self.optim_wrapper.state_dict = lambda: optimizer
+        try:
+            return super().save_checkpoint(out_dir, filename, **kwargs)
+        finally:
+            del self.model.state_dict, self.optim_wrapper.state_dict
 
     def resume(self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True,
                map_location='default') -> None:
