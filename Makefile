@@ -15,10 +15,11 @@ UV_VERSION := 0.13.8
 LOCK_VENV := .venv-lock
 LATEST_VENV := .venv-latest
 # Debian packages the test suite needs, as command:package: chromium (tests/web drives it through
-# Playwright), Java for pycocoevalcap's METEOR (CaptionMetric; reported unavailable without it).
-SYSTEM_PACKAGES := chromium:chromium java:default-jre-headless
+# Playwright), Java for pycocoevalcap's METEOR (CaptionMetric; reported unavailable without it), a CJK
+# font for the caption PNG (tools/caption_grid.py; the "command" is its font folder, relative to /usr/bin).
+SYSTEM_PACKAGES := chromium:chromium java:default-jre-headless ../share/fonts/truetype/wqy:fonts-wqy-microhei
 
-.PHONY: demo attention-demo caption-demo ablation web-demo test test-slow test-latest lint install lock system-deps clean
+.PHONY: demo attention-demo caption-demo generate-demo ablation web-demo test test-slow test-latest lint install lock system-deps clean
 
 $(STAMP): setup.py $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +60,12 @@ $(DEMO_MODEL): | $(STAMP)
 web-demo: $(STAMP) $(DEMO_MODEL)
 	$(PY) -m demo.server --model work_dirs/demo/model --images data/toy_shapes/images --glob 'test_*' \
 		--port $(WEB_PORT)
+
+# Text-to-image on the toy corpus conditioned on the demo model's text encoder (trained first if missing):
+# trains a small diffusion model and prints attribute accuracy and R-precision at guidance 1 and 3 next to
+# chance, writes docs/images/generate_demo.png (docs/text2image.md).
+generate-demo: $(STAMP) $(DEMO_MODEL)
+	$(PY) tools/generate_demo.py
 
 # As root, installs the missing system packages quietly (apt-get); otherwise stops at once, naming them.
 system-deps:

@@ -3,6 +3,8 @@ label under it, and an optional query cell first."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import textwrap
 from typing import List, Optional, Sequence, Union
 
@@ -25,10 +27,20 @@ INK = (20, 20, 20)
 
 
 def find_cjk_font(path: Optional[str] = None) -> Optional[str]:
-    """A font file that can draw Chinese: ``path``, ``$R2D2LIB_FONT`` or a known system font; else None."""
+    """A font file that can draw Chinese: ``path``, ``$R2D2LIB_FONT``, a known system font, or the first
+    that fontconfig lists for Chinese (``fc-list :lang=zh``); else None."""
     for candidate in (path, os.environ.get('R2D2LIB_FONT'), *CJK_FONT_PATHS):
         if candidate and os.path.isfile(candidate):
             return candidate
+    if shutil.which('fc-list'):
+        try:
+            listed = subprocess.run(['fc-list', ':lang=zh', 'file'], capture_output=True, text=True,
+                                    timeout=30, check=False).stdout
+        except (OSError, subprocess.SubprocessError):
+            listed = ''
+        files = sorted(line.strip().rstrip(':') for line in listed.splitlines() if line.strip())
+        if files:
+            return files[0]
     return None
 
 
@@ -98,6 +110,6 @@ def result_grid(cells: Sequence[Cell], labels: Sequence[str], columns: int = 5, 
         if query is not None and n == 0:
             frame = (x - 3, y - 3, x + cell_size + 2, y + cell_size + 2)
             draw.rectangle(frame, outline=(200, 40, 40), width=3)
-        lines = textwrap.wrap(drawable(label, cjk_font), max(4, cell_size // 7))[:2]
+        lines = textwrap.wrap(drawable(label, cjk_font), max(4, cell_size // (12 if cjk_font else 7)))[:2]
         draw.multiline_text((x, y + cell_size + 2), '\n'.join(lines), fill=INK, font=font)
     return grid
