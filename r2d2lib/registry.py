@@ -22,13 +22,14 @@ from mmengine.registry import Registry
 
 # Assembled vision-language models (R2D2Model, ...) and data preprocessors.
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='r2d2lib',
-                  locations=['r2d2lib.models', 'r2d2lib.models.captioners'])
+                  locations=['r2d2lib.models', 'r2d2lib.models.captioners', 'r2d2lib.models.generators'])
 # Image and text encoders: tokens in, token sequences out.
 ENCODERS = Registry('encoder', scope='r2d2lib',
-                    locations=['r2d2lib.models.encoders'])
+                    locations=['r2d2lib.models.encoders', 'r2d2lib.models.generators'])
 # Cross-modal fusion modules (the cross encoders).
 FUSIONS = Registry('fusion', scope='r2d2lib',
-                   locations=['r2d2lib.models.fusion', 'r2d2lib.models.captioners'])
+                   locations=['r2d2lib.models.fusion', 'r2d2lib.models.captioners',
+                              'r2d2lib.models.generators'])
 # Parameter-only heads: projections, matching (ITM) heads.
 HEADS = Registry('head', scope='r2d2lib',
                  locations=['r2d2lib.models.heads'])

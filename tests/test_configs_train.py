@@ -24,8 +24,9 @@ from tests.datasets.miniature import write_zero_corpus
 
 CONFIG_DIR = Path(__file__).parents[1] / 'configs'
 # demo: already tiny; finetune, zero_shot: run on their own data formats in tests/test_finetune_configs.py;
-# caption: captioners, shrunk and trained in tests/engine/test_caption_train.py
-SKIPPED = {'_base_', 'demo', 'finetune', 'zero_shot', 'caption'}
+# caption: captioners, shrunk and trained in tests/engine/test_caption_train.py; text2image: generators, in
+# tests/engine/test_text2image_train.py
+SKIPPED = {'_base_', 'demo', 'finetune', 'zero_shot', 'caption', 'text2image'}
 CONFIGS = sorted(p for p in CONFIG_DIR.rglob('*.py') if not SKIPPED & set(p.relative_to(CONFIG_DIR).parts))
 ABLATIONS = sorted((CONFIG_DIR / 'r2d2' / 'ablation').glob('*.py'))
 

@@ -301,6 +301,18 @@ class R2D2Inferencer:
         return caption_images(self.model, images, batch_size=batch_size or self.batch_size,
                               progress=self.progress if progress is None else progress, **options)
 
+    # ----------------------------------------------------------------- text-to-image
+    def generate(self, texts: Union[str, Sequence[str]], num_images: int = 1, steps: Optional[int] = None,
+                 guidance: Optional[float] = None, seed: Optional[int] = None,
+                 progress: Optional[bool] = None, **options) -> List[Image.Image]:
+        """``num_images`` PIL images per text with a text-to-image model (``TextToImageDiffusion``):
+        ``steps`` (>= 1), ``guidance`` (>= 0), ``seed``, ``sampler``, ``image_size``; see
+        :func:`r2d2lib.apis.generation.generate_images`."""
+        from .generation import generate_images
+        return generate_images(self.model, texts, num_images=num_images, steps=steps, guidance=guidance,
+                               seed=seed, batch_size=self.batch_size,
+                               progress=self.progress if progress is None else progress, **options)
+
     # ----------------------------------------------------------------- search
     def build_gallery(self, images: Optional[Sequence[ImageInput]] = None,
                       texts: Optional[Sequence[str]] = None, progress: Optional[bool] = None) -> Gallery:

@@ -4,7 +4,9 @@ A model's ``objective`` (``model=dict(..., objective=dict(type='R2D2Objective', 
 for training; an exported model has none. ``model.forward(mode='loss')`` calls ``objective(model, inputs)``.
 """
 from .contrastive import ContrastiveObjective, TrainFeatures
+from .diffusion import DiffusionObjective, NoisePredictionLoss
 from .matching import MatchingObjective
 from .r2d2 import R2D2Objective
 
-__all__ = ['ContrastiveObjective', 'MatchingObjective', 'R2D2Objective', 'TrainFeatures']
+__all__ = ['ContrastiveObjective', 'DiffusionObjective', 'MatchingObjective', 'NoisePredictionLoss',
+           'R2D2Objective', 'TrainFeatures']
