@@ -95,7 +95,7 @@ def cross_attention_maps(model, images: Sequence[Image.Image], texts: Sequence[s
     image_tokens = model.image_encoder(pixels)
     hidden = model.text_encoder(tokens['input_ids'], tokens['attention_mask'])
     return [m.float().cpu() for m in model.text_image_encoder.attention_maps(
-        hidden, image_tokens, x_mask=tokens['attention_mask'])]
+        hidden, model.fusion_tokens(image_tokens), x_mask=tokens['attention_mask'])]
 
 
 def entity_grid(layer_map: Tensor, positions: Sequence[int], num_prefix_tokens: int,

@@ -1,8 +1,6 @@
 """Captioners: R2D2's image encoder with a text decoder (transformers generation), their objective."""
 from .captioner import GENERATION_DEFAULTS, ImageCaptioner
-from .image_tokens import PositionalTokenProjection, sincos_2d
 from .objective import CaptionLMLoss, CaptionObjective
 from .text_decoder import HFBertDecoder
 
-__all__ = ['CaptionLMLoss', 'CaptionObjective', 'GENERATION_DEFAULTS', 'HFBertDecoder', 'ImageCaptioner',
-           'PositionalTokenProjection', 'sincos_2d']
+__all__ = ['CaptionLMLoss', 'CaptionObjective', 'GENERATION_DEFAULTS', 'HFBertDecoder', 'ImageCaptioner']

@@ -90,7 +90,8 @@ class R2D2Objective(ContrastiveObjective):
             if enhanced:  # the positive rows of the FGR pass
                 mlm_states = text_image[:n]
             else:
-                mlm_states = model.text_image_encoder(f.masked_hidden, f.image_tokens, x_mask=f.text_mask)
+                mlm_states = model.text_image_encoder(f.masked_hidden, model.fusion_tokens(f.image_tokens),
+                                                      x_mask=f.text_mask)
             # Every position is predicted and the unmasked ones ignored by their label: selecting
             # the masked rows first would read their (random) count on the host in every step.
             losses[self.mlm.name] = self.mlm(self.mlm_head(mlm_states), f.mlm_labels)

@@ -31,6 +31,10 @@ class R2D2Model(DualEncoderModel):
         projection_head: HEADS config of ``vision_proj``, ``text_proj`` and
             ``image_fusion_proj`` (their widths are filled in from the encoders).
         itm_head: HEADS config of both matching heads (input width filled in).
+        fusion_positions: HEADS config of a module applied to the image tokens before both cross
+            encoders (in and out width: the image width), e.g. ``PositionalTokenProjection``, which adds
+            a fixed 2-D position encoding of each patch; ``None`` (the paper's, and the default): the
+            image encoder's tokens as they are. Not in the official release.
         **dual_encoder_kwargs: ``temperature``, ``objective``, ``data_preprocessor``, ``init_cfg``:
             see :class:`DualEncoderModel`.
     """
@@ -38,9 +42,11 @@ class R2D2Model(DualEncoderModel):
     def __init__(self, image_encoder: dict, text_encoder: dict, text_image_encoder: dict,
                  image_text_encoder: dict, embed_dim: int = 768,
                  projection_head: dict = dict(type='ProjectionHead'),
-                 itm_head: dict = dict(type='ITMHead'), **dual_encoder_kwargs):
+                 itm_head: dict = dict(type='ITMHead'), fusion_positions: Optional[dict] = None,
+                 **dual_encoder_kwargs):
         self._fusion_cfg = dict(text_image_encoder=text_image_encoder, image_text_encoder=image_text_encoder,
-                                projection_head=projection_head, itm_head=itm_head)
+                                projection_head=projection_head, itm_head=itm_head,
+                                fusion_positions=fusion_positions)
         super().__init__(image_encoder, text_encoder, embed_dim=embed_dim,
                          projection_head=projection_head, **dual_encoder_kwargs)
 
@@ -56,6 +62,9 @@ class R2D2Model(DualEncoderModel):
         itm_head = cfg['itm_head']
         self.text_image_itm_head = HEADS.build(dict(itm_head, in_features=self.text_image_encoder.width))
         self.image_text_itm_head = HEADS.build(dict(itm_head, in_features=self.image_text_encoder.width))
+        positions = cfg['fusion_positions']
+        self.fusion_positions = None if positions is None else HEADS.build(
+            dict(positions, in_features=image_width, out_features=image_width))
 
     def _check_config(self, image_width: int, text_width: int) -> None:
         """Fail at build time, naming the key, when the cross encoders don't fit the towers."""
@@ -69,6 +78,10 @@ class R2D2Model(DualEncoderModel):
                 raise ValueError(f'{key} is {got} but must be {want} to match the encoders')
 
     # ----------------------------------------------------------------- matching API
+    def fusion_tokens(self, image_tokens: Tensor) -> Tensor:
+        """The image tokens both cross encoders read: ``fusion_positions(image_tokens)``, or the tokens."""
+        return image_tokens if self.fusion_positions is None else self.fusion_positions(image_tokens)
+
     def cross_encode(self, image_tokens: Tensor, text_hidden: Tensor, text_mask: Tensor,
                      image_index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Outputs of the text-image [P, L, H] and the image-text [P, 1+N, H] cross encoder for P pairs.
@@ -77,6 +90,7 @@ class R2D2Model(DualEncoderModel):
         ``image_tokens[image_index[p]]``; the image-side projections (the text-image encoder's keys
         and values in every layer, ``image_fusion_proj``) then run once per distinct image.
         """
+        image_tokens = self.fusion_tokens(image_tokens)
         text_image = self.text_image_encoder(text_hidden, image_tokens, x_mask=text_mask,
                                              context_index=image_index)
         fused = self.image_fusion_proj(image_tokens)

@@ -1,4 +1,5 @@
-"""Image tokens for a decoder's cross-attention, with where each patch is written into its token."""
+"""Image tokens for cross-attention (a captioner's decoder, R2D2's cross encoders), with where each patch is
+written into its token."""
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
-"""PositionalTokenProjection: the 2-D sine-cosine grid it adds, LayerNorm and projection, bad shapes;
-a captioner using it round-trips through save_pretrained bit-exactly."""
+"""PositionalTokenProjection: the 2-D sine-cosine grid it adds, LayerNorm and projection, bad shapes; a
+captioner using it round-trips through save_pretrained bit-exactly; R2D2's fusion_positions puts it in
+front of both cross encoders (and the MLM pass) and round-trips too."""
 import copy
 import math
 
@@ -8,10 +9,9 @@ import torch
 from mmengine.registry import init_default_scope
 
 from r2d2lib import load_model
-from r2d2lib.models.captioners import PositionalTokenProjection, sincos_2d
+from r2d2lib.models.heads import PositionalTokenProjection, sincos_2d
 from r2d2lib.registry import MODELS
-
-from .test_captioner import TINY_CAPTIONER, pixels
+from tests.models.captioners.test_captioner import TINY_CAPTIONER, pixels
 
 torch.set_num_threads(1)
 init_default_scope('r2d2lib')
@@ -62,3 +62,29 @@ def test_a_captioner_with_it_round_trips_bit_exactly(toy_data, tmp_path):
     images = pixels(2, seed=1)
     assert torch.equal(loaded.image_tokens(images), model.image_tokens(images))
     assert torch.equal(loaded.generate_ids(images, num_beams=2), model.generate_ids(images, num_beams=2))
+
+
+def test_r2d2_fusion_positions_feed_both_cross_encoders_and_round_trip(tiny_full_cfg, tmp_path):
+    torch.manual_seed(0)
+    plain = MODELS.build(copy.deepcopy(tiny_full_cfg)).eval()
+    assert plain.fusion_positions is None
+    cfg = copy.deepcopy(tiny_full_cfg)
+    cfg['fusion_positions'] = dict(type='PositionalTokenProjection', scale=2.0)
+    model = MODELS.build(cfg).eval()
+    width = model.image_encoder.width
+    assert isinstance(model.fusion_positions, PositionalTokenProjection)
+    assert model.fusion_positions.out_features == width
+    tokens = model.image_encoder(pixels(3))
+    hidden, mask = torch.randn(3, 5, model.text_encoder.width), torch.ones(3, 5, dtype=torch.long)
+    with torch.no_grad():
+        text_image, image_text = model.cross_encode(tokens, hidden, mask)
+        positioned = model.fusion_positions(tokens)
+        assert not torch.allclose(positioned, tokens)
+        torch.testing.assert_close(text_image, model.text_image_encoder(hidden, positioned, x_mask=mask))
+        torch.testing.assert_close(image_text, model.image_text_encoder(
+            model.image_fusion_proj(positioned), hidden, context_mask=mask))
+    loaded = load_model(model.save_pretrained(tmp_path / 'r2d2'))
+    assert isinstance(loaded.fusion_positions, PositionalTokenProjection)
+    with torch.no_grad():
+        assert torch.equal(loaded.match_features(tokens, hidden, mask),
+                           model.match_features(tokens, hidden, mask))
