@@ -245,10 +245,21 @@ class TextToImageDiffusion(BaseModel):
         return unc + guidance * (cond - unc)
 
     def make_sampler(self, name: str, steps: int):
-        """A fresh diffusers scheduler for ``name`` (:data:`SAMPLERS`) on this model's noise schedule."""
+        """A fresh diffusers scheduler for ``name`` (:data:`SAMPLERS`) on this model's noise schedule.
+
+        In pixel space the sampler clips its estimate of x_0 to the image range [-1, 1] at every step,
+        as DDPM's sampler does (Ho et al. 2020, Sec. 3.3; diffusers' ``clip_sample`` for DDPM and DDIM,
+        ``thresholding`` with ``sample_max_value=1`` for DPM-Solver++): at the noisiest steps the
+        estimate divides by sqrt(abar_t), 1e-3 or less, and unclipped it throws the trajectory off.
+        Latents have no fixed range and are not clipped.
+        """
         import diffusers
         check_sampling(dict(sampler=name, steps=steps))
-        scheduler = getattr(diffusers, SAMPLERS[name]).from_config(self.scheduler.config)
+        clip = {}
+        if self.vae is None:
+            clip = (dict(thresholding=True, sample_max_value=1.0) if name == 'dpm-solver'
+                    else dict(clip_sample=True, clip_sample_range=1.0))
+        scheduler = getattr(diffusers, SAMPLERS[name]).from_config(self.scheduler.config, **clip)
         scheduler.set_timesteps(steps)
         return scheduler
 

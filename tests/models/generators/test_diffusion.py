@@ -205,3 +205,22 @@ def test_the_text_encoder_comes_from_an_r2d2_folder_and_stays_frozen(generator_c
     assert model.model_config['pretrained'] is not None
     model.save_pretrained(tmp_path / 'generator')  # exported without it
     assert load_pretrained(tmp_path / 'generator', torch.nn.Module).pretrained is None
+
+
+def test_pixel_space_samplers_clip_the_x0_estimate_to_the_image_range(tiny_generator, generator_cfg):
+    """Unclipped, the eps-model's x_0 estimate at the noisiest steps (divided by sqrt(abar_t) < 1e-3 under
+    the cosine schedule) threw the toy demo's samples to pure noise; latents are not clipped."""
+    for name in ('ddim', 'ddpm'):
+        config = tiny_generator.make_sampler(name, 3).config
+        assert config.clip_sample is True and config.clip_sample_range == 1.0
+    dpm = tiny_generator.make_sampler('dpm-solver', 3).config
+    assert dpm.thresholding is True and dpm.sample_max_value == 1.0
+    # what the clip does: a DDIM step from pure noise with a wrong eps keeps x_0's estimate in [-1, 1]
+    scheduler = tiny_generator.make_sampler('ddim', 3)
+    t = scheduler.timesteps[0]
+    out = scheduler.step(torch.zeros(1, 3, 4, 4), t, torch.full((1, 3, 4, 4), 5.0))
+    assert float(out.pred_original_sample.abs().max()) == 1.0
+    init_default_scope('r2d2lib')
+    latent = MODELS.build({**copy.deepcopy(generator_cfg), 'vae': TINY_VAE})
+    assert latent.make_sampler('ddim', 3).config.clip_sample is False
+    assert latent.make_sampler('dpm-solver', 3).config.thresholding is False
