@@ -73,10 +73,12 @@ def test_train_compares_ours_with_the_official_step(toy_data, capsys):
         assert line['mfu'] is None  # CPU: no known peak
         assert line['cpu_s']['min'] <= line['cpu_s']['median'] <= line['cpu_s']['max']
     assert ratio_equal['samples_per_s'] == pytest.approx(equal['samples_per_s'] / official['samples_per_s'])
-    # same objective, same encoder and cross-encoder passes: FLOPs within a few per cent (what
-    # differs: the counter's accounting of fused against eager attention, the official similarity
-    # matrices computed twice per direction); the full objective adds MLM, TgD's teacher and FgD
-    assert ratio_equal['flops_per_sample'] == pytest.approx(1.0, rel=0.05)
+    # same objective, same encoder and cross-encoder passes, except that ours projects each distinct
+    # image's keys and values once instead of once per FGR pair (34603ac): 8.6% fewer FLOPs at this
+    # tiny size (measured 0.914; the rest: the counter's accounting of fused against eager attention,
+    # the official similarity matrices computed twice per direction); the full objective adds MLM,
+    # TgD's teacher and FgD
+    assert 0.85 < ratio_equal['flops_per_sample'] < 0.97
     assert ratio_full['flops_per_sample'] > 1
 
 
