@@ -228,3 +228,24 @@ def test_generate_demo_refuses_fewer_than_two_iterations(capsys):
         tool('generate_demo').main(['--iters', '1'])
     assert stop.value.code == 2
     assert '--iters must be >= 2' in capsys.readouterr().err
+
+
+def test_benchmark_generate_reports_images_per_second_and_the_unets_share(capsys):
+    """tools/benchmark.py generate at 2 steps: one line per round and a median line; the UNet runs once per
+    step (guidance 3: conditional and unconditional in one batch), its share of the time is a fraction."""
+    sys.path.insert(0, str(ROOT / 'tools'))
+    try:
+        import benchmark as dispatcher
+    finally:
+        sys.path.remove(str(ROOT / 'tools'))
+    assert dispatcher.main(['generate', '--steps', '2', '--rounds', '2', '--batch-size', '1',
+                            '--threads', '1']) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{')]
+    assert [line['round'] for line in lines] == [0, 1, 'median']
+    median = lines[-1]
+    assert (median['steps'], median['guidance'], median['image_size']) == (2, 3.0, 32)
+    assert median['unet_calls'] == 2
+    for line in lines[:2]:
+        assert line['images_per_s'] == pytest.approx(1 / line['wall_s'], rel=1e-2)
+        assert 0 < line['unet_wall_share'] < 1 and 0 < line['unet_cpu_share'] <= 1
+    assert median['images_per_s_range'][0] <= median['images_per_s'] <= median['images_per_s_range'][1]
